@@ -1,0 +1,421 @@
+"""Ledger: the facade a pipeline engine talks to.
+
+Every public method is load -> command -> save. The command validates everything before an
+event exists; payload bytes are committed before the event that references them; version
+conflicts (other threads, processes, machines) are retried here, bounded and with jitter,
+so a caller never sees a conflict for a legal command. A typed LedgerError means nothing
+was written.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, PersistenceError
+
+from auditledger.domain.batch import Batch
+from auditledger.domain.call_key import CallKey, call_key_id
+from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
+from auditledger.domain.errors import (
+    CallIdConflict,
+    ConcurrencyExhausted,
+    DuplicateAttempt,
+    InvalidArgument,
+    LedgerError,
+    StoreError,
+    UnknownAggregate,
+    UnknownBatch,
+    UnknownOperation,
+    UnknownRun,
+    UnknownState,
+)
+from auditledger.domain.node_state import NodeState, state_id_for
+from auditledger.domain.operation import Operation
+from auditledger.domain.run import Run
+
+from .cache import AggregateCache
+from .canonical import Payload, canonical_text
+from .event_store import LedgerApplication
+from .stores import Stores
+
+A = TypeVar("A", bound=Aggregate)
+R = TypeVar("R")
+
+_UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
+    Run: UnknownRun,
+    NodeState: UnknownState,
+    Operation: UnknownOperation,
+    Batch: UnknownBatch,
+}
+
+
+class _StaleCopy(Exception):
+    """The cached parent is behind the store: reload and run the command again."""
+
+
+class Ledger:
+    MAX_TRIES = 200
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.app: LedgerApplication = stores.application
+        self.payloads = stores.payloads
+        self._cache = AggregateCache()
+
+    @classmethod
+    def open(cls, url: str = "sqlite:///audit", *, landscape: str | None = None) -> Ledger:
+        """Open (creating if needed) the ledger at a store URL; see settings.StoreSettings."""
+        return cls(Stores.open(url, landscape_url=landscape))
+
+    @property
+    def url(self) -> str:
+        return self.stores.settings.url
+
+    def close(self) -> None:
+        self.stores.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # Runs
+
+    def begin_run(self, config: Any = None, *, run_id: str | UUID | None = None) -> str:
+        payload = Payload.of_json({} if config is None else config, "config")
+        new_id = uuid4() if run_id is None else self._parse_id(Run, run_id)
+        run = Run.start(
+            run_id=new_id, config_json=payload.data.decode("utf-8"), config_hash=payload.digest
+        )
+        self._create(
+            run,
+            [payload],
+            on_duplicate=lambda: InvalidArgument(
+                "run_id", str(new_id), "a run with this id already exists"
+            ),
+        )
+        return str(run.id)
+
+    def complete_run(self, run_id: str | UUID, status: str = "completed") -> None:
+        self._change(Run, run_id, lambda run: run.complete(status))
+
+    def resume_run(self, run_id: str | UUID) -> None:
+        self._change(Run, run_id, lambda run: run.resume())
+
+    # Node states
+
+    def open_state(
+        self,
+        *,
+        run_id: str | UUID,
+        token_id: str,
+        node_id: str,
+        step_index: int,
+        input: Any = None,
+        attempt: int = 0,
+    ) -> str:
+        run = self._load(Run, run_id)
+        run.require_running()
+        payloads = [] if input is None else [Payload.of_json(input, "input")]
+        state = NodeState.open(
+            run_id=run.id,
+            token_id=token_id,
+            node_id=node_id,
+            step_index=step_index,
+            attempt=attempt,
+            input_hash=payloads[0].digest if payloads else None,
+        )
+        self._create(
+            state,
+            payloads,
+            on_duplicate=lambda: DuplicateAttempt(state.id, token_id, node_id, attempt),
+        )
+        return str(state.id)
+
+    def state_id(self, *, token_id: str, node_id: str, attempt: int = 0) -> str:
+        """The id a state for (token, node, attempt) has, whether or not it was opened."""
+        return str(state_id_for(token_id, node_id, attempt))
+
+    def mark_pending(self, state_id: str | UUID, reason: str | None = None) -> None:
+        self._change(NodeState, state_id, lambda s: s.mark_pending(reason))
+
+    def complete_state(self, state_id: str | UUID, output: Any = None) -> None:
+        payloads = [] if output is None else [Payload.of_json(output, "output")]
+        digest = payloads[0].digest if payloads else None
+        self._change(NodeState, state_id, lambda s: s.complete(digest), payloads=payloads)
+
+    def fail_state(self, state_id: str | UUID, error: Any = None) -> None:
+        error_json = canonical_text(error, "error")
+        self._change(NodeState, state_id, lambda s: s.fail(error_json))
+
+    # Operations (source load / sink write)
+
+    def begin_operation(
+        self,
+        *,
+        run_id: str | UUID,
+        node_id: str,
+        operation_type: str,
+        input: Any = None,
+        operation_id: str | UUID | None = None,
+    ) -> str:
+        run = self._load(Run, run_id)
+        run.require_running()
+        payloads = [] if input is None else [Payload.of_json(input, "input")]
+        new_id = uuid4() if operation_id is None else self._parse_id(Operation, operation_id)
+        operation = Operation.start(
+            operation_id=new_id,
+            run_id=run.id,
+            node_id=node_id,
+            operation_type=operation_type,
+            input_hash=payloads[0].digest if payloads else None,
+        )
+        self._create(
+            operation,
+            payloads,
+            on_duplicate=lambda: InvalidArgument(
+                "operation_id", str(new_id), "an operation with this id already exists"
+            ),
+        )
+        return str(operation.id)
+
+    def mark_operation_pending(self, operation_id: str | UUID, reason: str | None = None) -> None:
+        self._change(Operation, operation_id, lambda o: o.mark_pending(reason))
+
+    def complete_operation(self, operation_id: str | UUID, output: Any = None) -> None:
+        payloads = [] if output is None else [Payload.of_json(output, "output")]
+        digest = payloads[0].digest if payloads else None
+        self._change(Operation, operation_id, lambda o: o.complete(digest), payloads=payloads)
+
+    def fail_operation(self, operation_id: str | UUID, error: Any = None) -> None:
+        error_json = canonical_text(error, "error")
+        self._change(Operation, operation_id, lambda o: o.fail(error_json))
+
+    # Calls
+
+    def record_call(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        call_type: str,
+        request: Any,
+        response: Any = None,
+        error: Any = None,
+        status: str | None = None,
+        latency_ms: float | None = None,
+        started_at: datetime | None = None,
+        call_id: str | None = None,
+        summary: Mapping[str, Any] | None = None,
+        attachments: Sequence[Payload] = (),
+    ) -> int:
+        """Record one external call under exactly one parent; returns its call_index."""
+        parent_type, parent_id = self._call_parent(state_id, operation_id)
+        request_payload = Payload.of_json(request, "request")
+        response_payload = None if response is None else Payload.of_json(response, "response")
+        facts = CallFacts(
+            call_type=call_type,
+            status=status or (ERROR if error is not None else SUCCESS),
+            request_hash=request_payload.digest,
+            response_hash=None if response_payload is None else response_payload.digest,
+            error_json=None if error is None else canonical_text(error, "error"),
+            latency_ms=latency_ms,
+            started_at=started_at,
+            summary_json=None if summary is None else canonical_text(summary, "summary"),
+            call_id=call_id,
+        ).validated()
+        payloads = [request_payload, *attachments]
+        if response_payload is not None:
+            payloads.append(response_payload)
+        return self._change(
+            parent_type,
+            parent_id,
+            lambda parent: parent.record_call(facts),
+            payloads=payloads,
+            companions=(lambda parent: self._reserve_call_key(call_id, parent))
+            if call_id is not None
+            else None,
+        )
+
+    def store_bytes(self, data: bytes) -> str:
+        """Keep raw bytes (a JSONL file, an HTTP body) in the payload store; returns the hash."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgument("data", type(data).__name__, "raw bytes")
+        payload = Payload.of_bytes(bytes(data))
+        self.payloads.put_many([payload])
+        return payload.digest
+
+    def payload(self, ref: str) -> bytes:
+        """The bytes behind a payload ref, re-checked against its hash."""
+        return self.payloads.get(ref)
+
+    # Batches
+
+    def create_batch(
+        self,
+        run_id: str | UUID,
+        aggregation_node_id: str,
+        attempt: int = 0,
+        *,
+        batch_id: str | UUID | None = None,
+    ) -> str:
+        run = self._load(Run, run_id)
+        run.require_running()
+        new_id = uuid4() if batch_id is None else self._parse_id(Batch, batch_id)
+        batch = Batch.create(
+            batch_id=new_id,
+            run_id=run.id,
+            aggregation_node_id=aggregation_node_id,
+            attempt=attempt,
+        )
+        self._create(
+            batch,
+            [],
+            on_duplicate=lambda: InvalidArgument(
+                "batch_id", str(new_id), "a batch with this id already exists"
+            ),
+        )
+        return str(batch.id)
+
+    def add_batch_member(self, batch_id: str | UUID, token_id: str) -> int:
+        return self._change(Batch, batch_id, lambda b: b.add_member(token_id))
+
+    def link_batch(self, batch_id: str | UUID, state_id: str | UUID) -> None:
+        batch_uuid = self._parse_id(Batch, batch_id)
+        state = self._load(NodeState, state_id)
+
+        def link(batch: Batch) -> None:
+            batch.link(
+                state.id, run_id=state.run_id, node_id=state.node_id, state_status=state.status
+            )
+
+        self._change(Batch, batch_uuid, link)
+
+    def complete_batch(self, batch_id: str | UUID) -> None:
+        self._change(Batch, batch_id, lambda b: b.complete())
+
+    def fail_batch(self, batch_id: str | UUID, error: Any = None) -> None:
+        error_json = canonical_text(error, "error")
+        self._change(Batch, batch_id, lambda b: b.fail(error_json))
+
+    # Reads of the live aggregates
+
+    def load(self, cls: type[A], aggregate_id: str | UUID) -> A:
+        """The aggregate as the event store has it now (a fresh copy, safe to inspect)."""
+        return self._load(cls, aggregate_id)
+
+    # Internals
+
+    def _call_parent(
+        self, state_id: str | UUID | None, operation_id: str | UUID | None
+    ) -> tuple[type[NodeState] | type[Operation], UUID]:
+        if (state_id is None) == (operation_id is None):
+            raise InvalidArgument(
+                "parent",
+                {"state_id": state_id, "operation_id": operation_id},
+                "a call has exactly one parent: a state id, or operation_id=",
+            )
+        if state_id is not None:
+            return NodeState, self._parse_id(NodeState, state_id)
+        assert operation_id is not None
+        return Operation, self._parse_id(Operation, operation_id)
+
+    def _reserve_call_key(self, call_id: str, parent: CallParent) -> list[Aggregate]:
+        key_id = call_key_id(call_id)
+        try:
+            existing: CallKey = self.app.repository.get(key_id)
+        except AggregateNotFoundError:
+            return [CallKey.reserve(call_id, parent.id)]
+        if existing.parent_id == parent.id:
+            raise _StaleCopy
+        raise CallIdConflict(
+            call_id, parent.id, f"this call id is already used by parent {existing.parent_id}"
+        )
+
+    def _parse_id(self, cls: type[Aggregate], raw: str | UUID) -> UUID:
+        if isinstance(raw, UUID):
+            return raw
+        unknown = _UNKNOWN.get(cls, UnknownAggregate)
+        if not isinstance(raw, str):
+            raise unknown(raw)
+        try:
+            return UUID(raw)
+        except ValueError:
+            raise unknown(raw) from None
+
+    def _load(self, cls: type[A], raw_id: str | UUID) -> A:
+        aggregate_id = self._parse_id(cls, raw_id)
+        try:
+            aggregate: Aggregate = self.app.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise _UNKNOWN.get(cls, UnknownAggregate)(aggregate_id) from None
+        except PersistenceError as error:
+            raise StoreError(f"reading {aggregate_id} from {self.url}: {error}") from None
+        if not isinstance(aggregate, cls):
+            raise _UNKNOWN.get(cls, UnknownAggregate)(aggregate_id)
+        return aggregate
+
+    def _create(
+        self,
+        aggregate: Aggregate,
+        payloads: Iterable[Payload],
+        *,
+        on_duplicate: Callable[[], LedgerError],
+    ) -> None:
+        self.payloads.put_many(payloads)
+        try:
+            self.app.save(aggregate)
+        except IntegrityError:
+            raise on_duplicate() from None
+        self._cache.put(aggregate)
+
+    def _change(
+        self,
+        cls: type[A],
+        raw_id: str | UUID,
+        command: Callable[[A], R],
+        *,
+        payloads: Sequence[Payload] = (),
+        companions: Callable[[A], list[Aggregate]] | None = None,
+    ) -> R:
+        aggregate_id = self._parse_id(cls, raw_id)
+        fresh = False
+        for attempt in range(self.MAX_TRIES):
+            aggregate: A | None = None if fresh else self._cache.take(aggregate_id)
+            if aggregate is None or not isinstance(aggregate, cls):
+                aggregate = self._load(cls, aggregate_id)
+                fresh = True
+            try:
+                result = command(aggregate)
+            except LedgerError:
+                if not fresh:  # the cached copy may be stale: judge against the store
+                    fresh = True
+                    continue
+                self._cache.put(aggregate)
+                raise
+            if not aggregate.pending_events:
+                self._cache.put(aggregate)
+                return result
+            try:
+                others = companions(aggregate) if companions else []
+            except _StaleCopy:
+                fresh = True
+                continue
+            self.payloads.put_many(payloads)
+            try:
+                self.app.save(aggregate, *others)
+            except IntegrityError:
+                fresh = True
+                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+                continue
+            self._cache.put(aggregate)
+            return result
+        raise ConcurrencyExhausted(aggregate_id, self.MAX_TRIES)

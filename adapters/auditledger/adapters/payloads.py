@@ -1,0 +1,128 @@
+"""The content-addressed payload store: sha256 -> bytes, beside the event store.
+
+A payload is written (and committed) before the event that references it, so a reference
+never dangles. Bytes may later be purged; the hash stays in the events, and reading a purged
+payload says so. Every read re-checks the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Literal
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from auditledger.domain.errors import PayloadCorrupt, PayloadMissing
+from auditledger.projections.tables import payloads
+
+from .canonical import Payload
+
+PayloadStatus = Literal["present", "purged", "missing"]
+
+
+class PayloadStore(ABC):
+    @abstractmethod
+    def put_many(self, items: Iterable[Payload]) -> None: ...
+
+    @abstractmethod
+    def _read(self, digest: str) -> tuple[bytes | None, bool]:
+        """(bytes, purged); (None, False) when never stored."""
+
+    @abstractmethod
+    def purge(self, digests: Iterable[str]) -> int: ...
+
+    def get(self, digest: str) -> bytes:
+        data, purged = self._read(digest)
+        if data is None:
+            raise PayloadMissing(digest, purged=purged)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise PayloadCorrupt(digest, actual)
+        return data
+
+    def status(self, digest: str) -> PayloadStatus:
+        data, purged = self._read(digest)
+        if data is not None:
+            return "present"
+        return "purged" if purged else "missing"
+
+    def close(self) -> None:
+        return None
+
+
+class MemoryPayloadStore(PayloadStore):
+    def __init__(self) -> None:
+        self._data: dict[str, bytes | None] = {}
+        self._lock = threading.Lock()
+
+    def put_many(self, items: Iterable[Payload]) -> None:
+        with self._lock:
+            for item in items:
+                if self._data.get(item.digest) is None:
+                    self._data[item.digest] = item.data
+
+    def _read(self, digest: str) -> tuple[bytes | None, bool]:
+        with self._lock:
+            if digest not in self._data:
+                return None, False
+            data = self._data[digest]
+            return data, data is None
+
+    def purge(self, digests: Iterable[str]) -> int:
+        count = 0
+        with self._lock:
+            for digest in digests:
+                if self._data.get(digest) is not None:
+                    self._data[digest] = None
+                    count += 1
+        return count
+
+
+class SqlPayloadStore(PayloadStore):
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+        self._insert = dialect.insert(payloads)
+
+    def put_many(self, items: Iterable[Payload]) -> None:
+        now = datetime.now(UTC)
+        unique = {item.digest: item for item in items}
+        if not unique:
+            return
+        rows = [
+            {"hash": p.digest, "data": p.data, "size": len(p.data), "created_at": now}
+            for p in unique.values()
+        ]
+        statement = self._insert.on_conflict_do_update(
+            index_elements=["hash"],
+            set_={"data": self._insert.excluded.data, "purged_at": None},
+            where=payloads.c.data.is_(None),
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, rows)
+
+    def _read(self, digest: str) -> tuple[bytes | None, bool]:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(payloads.c.data, payloads.c.purged_at).where(payloads.c.hash == digest)
+            ).first()
+        if row is None:
+            return None, False
+        return (bytes(row.data) if row.data is not None else None), row.purged_at is not None
+
+    def purge(self, digests: Iterable[str]) -> int:
+        keys = list(digests)
+        if not keys:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(payloads)
+                .where(payloads.c.hash.in_(keys), payloads.c.data.is_not(None))
+                .values(data=None, purged_at=datetime.now(UTC))
+            )
+        return int(result.rowcount or 0)

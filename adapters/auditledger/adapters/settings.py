@@ -1,0 +1,110 @@
+"""Store URLs -> where events, payloads and the landscape live.
+
+- ``memory://``: in-process only (tests, demos).
+- ``sqlite:///PATH`` (``sqlite:////abs/path``): a directory, created if missing, holding
+  ``events.sqlite3`` (the event log), ``payloads.sqlite3`` and ``landscape.sqlite3``.
+- ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from auditledger.domain.errors import StoreError
+
+Kind = Literal["memory", "sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    kind: Kind
+    directory: Path | None = None
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> StoreSettings:
+        if not isinstance(url, str) or "://" not in url:
+            raise StoreError(
+                f"store URL {url!r} is not one of memory://, sqlite:///DIRECTORY, "
+                "postgresql://user@host:port/db"
+            )
+        scheme, rest = url.split("://", 1)
+        if scheme == "memory":
+            return cls(url=url, kind="memory")
+        if scheme in ("sqlite", "sqlite+pysqlite"):
+            if not rest.startswith("/") or rest == "/":
+                raise StoreError(f"store URL {url!r}: sqlite:///PATH names a directory")
+            return cls(url=url, kind="sqlite", directory=Path(unquote(rest[1:])))
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            parts = urlsplit(url)
+            dbname = parts.path.lstrip("/")
+            if not dbname:
+                raise StoreError(f"store URL {url!r}: name the database, .../DBNAME")
+            try:
+                port = parts.port or 5432
+            except ValueError:
+                raise StoreError(f"store URL {url!r}: the port is not a number") from None
+            return cls(
+                url=url,
+                kind="postgresql",
+                host=parts.hostname or "127.0.0.1",
+                port=port,
+                user=unquote(parts.username or "postgres"),
+                password=unquote(parts.password or ""),
+                dbname=unquote(dbname),
+            )
+        raise StoreError(
+            f"store URL {url!r}: unknown scheme {scheme!r} "
+            "(memory://, sqlite:///DIRECTORY, postgresql://user@host:port/db)"
+        )
+
+    def event_store_env(self) -> dict[str, str]:
+        if self.kind == "memory":
+            return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        if self.kind == "sqlite":
+            assert self.directory is not None
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.directory / "events.sqlite3"),
+                "SQLITE_LOCK_TIMEOUT": "60",
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_LOCK_TIMEOUT": "60",
+        }
+
+    def sqlalchemy_url(self, purpose: Literal["payloads", "landscape"]) -> str:
+        if self.kind == "memory":
+            return "sqlite://"
+        if self.kind == "sqlite":
+            assert self.directory is not None
+            return f"sqlite:///{(self.directory / f'{purpose}.sqlite3').as_posix()}"
+        return self.postgres_url()
+
+    def postgres_url(self) -> str:
+        from sqlalchemy import URL
+
+        return URL.create(
+            "postgresql+psycopg",
+            username=self.user or None,
+            password=self.password or None,
+            host=self.host,
+            port=self.port,
+            database=self.dbname,
+        ).render_as_string(hide_password=False)

@@ -1,0 +1,178 @@
+"""What node states and operations share: they are the parents that external calls attach to.
+
+Invariants kept here, before any CallRecorded event exists:
+- a call attaches only to a parent that is open or pending, never to a terminal one;
+- call_index is allocated by the parent: 0, 1, 2, ... with no gap and no duplicate
+  (optimistic concurrency on the parent's version makes concurrent writers take turns);
+- a caller-supplied call_id is an idempotency key: retrying the same call returns the index
+  it already has, a different call under the same key is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from .errors import CallIdConflict, InvalidArgument, ParentClosed
+from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, check_transition
+from .values import optional_digest, optional_duration, require_choice, require_digest, require_name
+
+SUCCESS = "success"
+ERROR = "error"
+CALL_STATUSES = frozenset({SUCCESS, ERROR})
+CALL_ID_NAMESPACE = uuid5(NAMESPACE_URL, "auditledger:call")
+
+
+@dataclass(frozen=True)
+class CallFacts:
+    """Everything known about one external call, computed by the caller before recording."""
+
+    call_type: str
+    status: str
+    request_hash: str
+    response_hash: str | None = None
+    error_json: str | None = None
+    latency_ms: float | None = None
+    started_at: datetime | None = None
+    summary_json: str | None = None
+    call_id: str | None = None
+
+    def validated(self) -> CallFacts:
+        require_name("call_type", self.call_type, max_length=64)
+        require_choice("status", self.status, CALL_STATUSES)
+        require_digest("request_hash", self.request_hash)
+        optional_digest("response_hash", self.response_hash)
+        optional_duration("latency_ms", self.latency_ms)
+        if self.call_id is not None:
+            require_name("call_id", self.call_id, max_length=200)
+        if self.status == ERROR and self.error_json is None and self.response_hash is None:
+            raise InvalidArgument("error", None, "an error call records an error or a response")
+        return self
+
+
+def generated_call_id(parent_id: UUID, call_index: int) -> str:
+    return str(uuid5(CALL_ID_NAMESPACE, f"{parent_id}/{call_index}"))
+
+
+class CallRecordedEvent(Aggregate.Event):
+    call_id: str
+    call_index: int
+    call_type: str
+    status: str
+    request_hash: str
+    request_ref: str
+    response_hash: str | None
+    response_ref: str | None
+    error_json: str | None
+    latency_ms: float | None
+    started_at: datetime | None
+    summary_json: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.call_count = self.call_index + 1
+        aggregate.call_keys[self.call_id] = (self.call_index, self.request_hash)
+
+
+class PendingEvent(Aggregate.Event):
+    reason: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.status = PENDING
+
+
+class CompletedEvent(Aggregate.Event):
+    output_hash: str | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.status = COMPLETED
+        aggregate.output_hash = self.output_hash
+
+
+class FailedEvent(Aggregate.Event):
+    error_json: str
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.status = FAILED
+        aggregate.error_json = self.error_json
+
+
+class CallParent:
+    """Base of the aggregates that own calls; subclasses name their own events and topics."""
+
+    id: UUID
+    kind: ClassVar[str] = "parent"
+    status: str
+    call_count: int
+    call_keys: dict[str, tuple[int, str]]
+    CALL_RECORDED_EVENT: ClassVar[str]
+    PENDING_EVENT: ClassVar[str]
+    COMPLETED_EVENT: ClassVar[str]
+    FAILED_EVENT: ClassVar[str]
+
+    def _trigger(self, name: str, **kwargs: Any) -> None:
+        self.trigger_event(getattr(type(self), name), **kwargs)  # type: ignore[attr-defined]
+
+    def _start_calls(self) -> None:
+        self.status = OPEN
+        self.call_count = 0
+        self.call_keys = {}
+        self.output_hash: str | None = None
+        self.error_json: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def existing_call(self, call_id: str | None, request_hash: str) -> int | None:
+        """The index already recorded under this idempotency key, if any."""
+        if call_id is None or call_id not in self.call_keys:
+            return None
+        index, recorded_hash = self.call_keys[call_id]
+        if recorded_hash != request_hash:
+            raise CallIdConflict(
+                call_id, self.id, f"already recorded as call {index} with another request"
+            )
+        return index
+
+    def record_call(self, facts: CallFacts) -> int:
+        facts.validated()
+        existing = self.existing_call(facts.call_id, facts.request_hash)
+        if existing is not None:
+            return existing
+        if self.is_terminal:
+            raise ParentClosed(self.id, self.kind, self.status)
+        index = self.call_count
+        self._trigger(
+            self.CALL_RECORDED_EVENT,
+            call_id=facts.call_id or generated_call_id(self.id, index),
+            call_index=index,
+            call_type=facts.call_type,
+            status=facts.status,
+            request_hash=facts.request_hash,
+            request_ref=facts.request_hash,
+            response_hash=facts.response_hash,
+            response_ref=facts.response_hash,
+            error_json=facts.error_json,
+            latency_ms=facts.latency_ms,
+            started_at=facts.started_at,
+            summary_json=facts.summary_json,
+        )
+        return index
+
+    def mark_pending(self, reason: str | None = None) -> None:
+        check_transition(self.kind, self.id, self.status, PENDING)
+        self._trigger(self.PENDING_EVENT, reason=reason)
+
+    def complete(self, output_hash: str | None) -> None:
+        optional_digest("output_hash", output_hash)
+        check_transition(self.kind, self.id, self.status, COMPLETED)
+        self._trigger(self.COMPLETED_EVENT, output_hash=output_hash)
+
+    def fail(self, error_json: str) -> None:
+        require_name("error", error_json, max_length=1_000_000)
+        check_transition(self.kind, self.id, self.status, FAILED)
+        self._trigger(self.FAILED_EVENT, error_json=error_json)

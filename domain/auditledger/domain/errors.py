@@ -1,0 +1,156 @@
+"""The one error hierarchy of the ledger.
+
+Every rule the ledger enforces has a typed error here. Each carries the ids it is about and
+names the rule in its message, so a caller (or an inquiry) can tell exactly which fact was
+refused and why. When one of these is raised, nothing has been written.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+
+class UnknownAggregate(LedgerError):
+    kind = "aggregate"
+
+    def __init__(self, aggregate_id: object) -> None:
+        self.id = str(aggregate_id)
+        super().__init__(
+            f"unknown {self.kind} {self.id!r}: no {self.kind} with this id was ever recorded"
+        )
+
+
+class UnknownRun(UnknownAggregate):
+    kind = "run"
+
+
+class UnknownState(UnknownAggregate):
+    kind = "node state"
+
+
+class UnknownOperation(UnknownAggregate):
+    kind = "operation"
+
+
+class UnknownBatch(UnknownAggregate):
+    kind = "batch"
+
+
+class InvalidTransition(LedgerError):
+    def __init__(self, aggregate_id: object, kind: str, status: str, target: str) -> None:
+        self.id = str(aggregate_id)
+        self.status = status
+        self.target = target
+        super().__init__(
+            f"{kind} {self.id} is {status}: it cannot become {target} "
+            f"(allowed: {_ALLOWED.get(kind, '?')})"
+        )
+
+
+_ALLOWED = {
+    "node state": "open -> pending, open/pending -> completed/failed; terminal is final",
+    "operation": "open -> pending, open/pending -> completed/failed; terminal is final",
+    "batch": "draft -> executing -> completed/failed, draft -> failed; terminal is final",
+    "run": "running -> completed/failed/interrupted; failed/interrupted -> running (resume)",
+}
+
+
+class ParentClosed(LedgerError):
+    def __init__(self, parent_id: object, kind: str, status: str) -> None:
+        self.id = str(parent_id)
+        self.status = status
+        super().__init__(
+            f"{kind} {self.id} is {status}: calls attach only to an open or pending parent"
+        )
+
+
+class RunClosed(LedgerError):
+    def __init__(self, run_id: object, status: str) -> None:
+        self.id = str(run_id)
+        self.status = status
+        super().__init__(
+            f"run {self.id} is {status}: new states, operations and batches need a running run"
+        )
+
+
+class DuplicateAttempt(LedgerError):
+    def __init__(self, state_id: object, token_id: str, node_id: str, attempt: int) -> None:
+        self.id = str(state_id)
+        self.token_id = token_id
+        self.node_id = node_id
+        self.attempt = attempt
+        super().__init__(
+            f"node state {self.id} for token {token_id!r} at node {node_id!r} attempt "
+            f"{attempt} is already open: (token, node, attempt) is unique; "
+            f"a retry is attempt {attempt + 1}"
+        )
+
+
+class DuplicateMember(LedgerError):
+    def __init__(self, batch_id: object, token_id: str, ordinal: int) -> None:
+        self.id = str(batch_id)
+        self.token_id = token_id
+        self.ordinal = ordinal
+        super().__init__(
+            f"batch {self.id} already has token {token_id!r} as member {ordinal}: "
+            "a token joins a batch once"
+        )
+
+
+class InvalidLink(LedgerError):
+    def __init__(self, batch_id: object, state_id: object, reason: str) -> None:
+        self.id = str(batch_id)
+        self.state_id = str(state_id)
+        super().__init__(
+            f"batch {self.id} cannot be linked to node state {self.state_id}: {reason}"
+        )
+
+
+class CallIdConflict(LedgerError):
+    def __init__(self, call_id: str, parent_id: object, reason: str) -> None:
+        self.id = call_id
+        self.parent_id = str(parent_id)
+        super().__init__(f"call id {call_id!r} on parent {self.parent_id}: {reason}")
+
+
+class NotCanonical(LedgerError):
+    def __init__(self, what: str, reason: str) -> None:
+        self.what = what
+        self.reason = reason
+        super().__init__(f"{what} is not canonical JSON: {reason}")
+
+
+class InvalidArgument(LedgerError):
+    def __init__(self, name: str, value: object, rule: str) -> None:
+        self.name = name
+        self.value = value
+        super().__init__(f"{name}={value!r} is invalid: {rule}")
+
+
+class PayloadMissing(LedgerError):
+    def __init__(self, ref: str, purged: bool = False) -> None:
+        self.id = ref
+        self.purged = purged
+        state = "was purged (its hash stays in the ledger)" if purged else "is not in the store"
+        super().__init__(f"payload {ref} {state}")
+
+
+class PayloadCorrupt(LedgerError):
+    def __init__(self, ref: str, actual: str) -> None:
+        self.id = ref
+        self.actual = actual
+        super().__init__(f"payload {ref}: stored bytes hash to {actual}, not to the recorded hash")
+
+
+class StoreError(LedgerError):
+    """A store URL that cannot be used, or a store that cannot be reached."""
+
+
+class ConcurrencyExhausted(LedgerError):
+    def __init__(self, aggregate_id: object, tries: int) -> None:
+        self.id = str(aggregate_id)
+        super().__init__(
+            f"{self.id}: still conflicting after {tries} tries of optimistic concurrency"
+        )
