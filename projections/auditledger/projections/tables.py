@@ -151,7 +151,19 @@ payloads = Table(
     Column("purged_at", WHEN),
 )
 
+chain = Table(
+    "chain",
+    metadata,
+    Column("position", BigInteger, primary_key=True, autoincrement=False),
+    Column("prev_position", BigInteger, nullable=False),
+    Column("chain_hash", DIGEST, nullable=False),
+    Column("sealed_at", WHEN, nullable=False),
+)
+"""Tamper evidence, beside the event log (see chain.py); never part of a landscape rebuild."""
+
 LANDSCAPE_TABLES = (runs, node_states, operations, calls, batches, batch_members)
 """In dependency order: create in this order, delete in reverse."""
 
 PAYLOAD_TABLES = (payloads,)
+
+CHAIN_TABLES = (chain,)
