@@ -2,7 +2,7 @@
 
 draft (members join, ordinals dense from 0, each token once) -> executing (linked to the
 real, non-terminal node state of the same run and aggregation node that runs it)
--> completed | failed. Nothing changes after a terminal status.
+-> completed | failed; a draft that never ran may fail. Nothing changes after a terminal status.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Batch(Aggregate):
 
     def fail(self, error_json: str) -> None:
         require_name("error", error_json, max_length=1_000_000)
-        if self.status != EXECUTING:
+        if self.status not in (DRAFT, EXECUTING):
             raise InvalidTransition(self.id, "batch", self.status, BATCH_FAILED)
         self._failed(error_json=error_json)
 

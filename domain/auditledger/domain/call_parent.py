@@ -19,7 +19,15 @@ from eventsourcing.domain import Aggregate
 
 from .errors import CallIdConflict, InvalidArgument, ParentClosed
 from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, check_transition
-from .values import optional_digest, optional_duration, require_choice, require_digest, require_name
+from .values import (
+    optional_datetime,
+    optional_digest,
+    optional_duration,
+    optional_name,
+    require_choice,
+    require_digest,
+    require_name,
+)
 
 SUCCESS = "success"
 ERROR = "error"
@@ -47,6 +55,7 @@ class CallFacts:
         require_digest("request_hash", self.request_hash)
         optional_digest("response_hash", self.response_hash)
         optional_duration("latency_ms", self.latency_ms)
+        optional_datetime("started_at", self.started_at)
         if self.call_id is not None:
             require_name("call_id", self.call_id, max_length=200)
         if self.status == ERROR and self.error_json is None and self.response_hash is None:
@@ -164,6 +173,7 @@ class CallParent:
         return index
 
     def mark_pending(self, reason: str | None = None) -> None:
+        optional_name("reason", reason, max_length=10_000)
         check_transition(self.kind, self.id, self.status, PENDING)
         self._trigger(self.PENDING_EVENT, reason=reason)
 

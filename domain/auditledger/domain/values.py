@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 
 from .errors import InvalidArgument
 
@@ -29,6 +30,16 @@ def require_name(name: str, value: object, *, max_length: int = 512) -> str:
         raise InvalidArgument(
             name, value, f"a non-empty string of at most {max_length} characters, no NUL"
         )
+    return value
+
+
+def optional_name(name: str, value: object, *, max_length: int = 512) -> str | None:
+    return None if value is None else require_name(name, value, max_length=max_length)
+
+
+def optional_datetime(name: str, value: object) -> datetime | None:
+    if value is not None and not isinstance(value, datetime):
+        raise InvalidArgument(name, value, "a datetime")
     return value
 
 
