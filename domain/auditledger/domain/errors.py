@@ -154,3 +154,30 @@ class ConcurrencyExhausted(LedgerError):
         super().__init__(
             f"{self.id}: still conflicting after {tries} tries of optimistic concurrency"
         )
+
+
+class InvalidCheckpoint(LedgerError):
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        super().__init__(f"checkpoint {source}: {reason}")
+
+
+class ReplayMismatch(LedgerError):
+    def __init__(self, parent_id: object, call_index: int, differences: list[str]) -> None:
+        self.id = str(parent_id)
+        self.call_index = call_index
+        self.differences = differences
+        super().__init__(
+            f"replay of {self.id} call {call_index}: the request differs from the recorded one "
+            f"({', '.join(differences)}); replay serves a response only for the same request"
+        )
+
+
+class ReplayExhausted(LedgerError):
+    def __init__(self, parent_id: object, recorded: int) -> None:
+        self.id = str(parent_id)
+        self.recorded = recorded
+        super().__init__(
+            f"replay of {self.id}: all {recorded} recorded HTTP exchanges were served; "
+            "replay never goes to the network"
+        )
