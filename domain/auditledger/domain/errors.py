@@ -181,3 +181,30 @@ class ReplayExhausted(LedgerError):
             f"replay of {self.id}: all {recorded} recorded HTTP exchanges were served; "
             "replay never goes to the network"
         )
+
+
+class UnitConflict(LedgerError):
+    """A unit of work could not commit: another writer changed what it touched. Retryable.
+
+    Nothing of the unit was written; the values it returned (call indices, ordinals) are void.
+    Run the whole unit again.
+    """
+
+    retryable = True
+
+    def __init__(self, aggregate_ids: object, reason: str) -> None:
+        ids = [str(i) for i in aggregate_ids] if isinstance(aggregate_ids, (list, tuple)) else []
+        self.ids = ids
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        super().__init__(
+            f"unit of work over {shown or 'no aggregates'} was not committed: {reason}; "
+            "nothing of it was written, run the unit again"
+        )
+
+
+class UnitNesting(LedgerError):
+    def __init__(self) -> None:
+        super().__init__(
+            "a unit of work is already open in this thread: units do not nest, "
+            "record inside the open one"
+        )
