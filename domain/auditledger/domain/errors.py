@@ -38,6 +38,10 @@ class UnknownBatch(UnknownAggregate):
     kind = "batch"
 
 
+class UnknownToken(UnknownAggregate):
+    kind = "token"
+
+
 class InvalidTransition(LedgerError):
     def __init__(self, aggregate_id: object, kind: str, status: str, target: str) -> None:
         self.id = str(aggregate_id)

@@ -1,0 +1,284 @@
+"""Event -> row changes: the landscape as a pure fold of the event log.
+
+`fold(events, changes)` turns domain events into a `Changes` buffer: whole rows to insert and
+column patches for rows written earlier. Patches compose in log order (a later one wins per
+column), and a patch on a row inserted in the same buffer is merged into that row, so a chunk
+of events becomes one bulk insert per table plus a few bulk updates.
+
+Events the landscape does not show (CallKey.CallKeyReserved, the unused `Created` classes,
+event types added later for other readers) project nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import singledispatch
+from typing import Any
+
+from auditledger.domain.batch import Batch
+from auditledger.domain.call_parent import CallRecordedEvent, CompletedEvent, FailedEvent
+from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, PENDING
+from auditledger.domain.node_state import NodeState
+from auditledger.domain.operation import Operation
+from auditledger.domain.run import RUNNING, Run
+
+Row = dict[str, Any]
+Key = Any
+
+KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "node_states": ("state_id",),
+    "operations": ("operation_id",),
+    "calls": ("call_id",),
+    "batches": ("batch_id",),
+    "batch_members": ("batch_id", "token_id"),
+}
+TIMED = ("node_states", "operations")
+"""Tables whose rows get duration_ms = completed_at - started_at."""
+
+
+def utc(moment: datetime) -> datetime:
+    """A naive UTC datetime: how both SQLite and the comparisons here see a timestamp."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def duration_ms(started_at: datetime, completed_at: datetime) -> float:
+    return (utc(completed_at) - utc(started_at)).total_seconds() * 1000.0
+
+
+@dataclass
+class Changes:
+    """The row changes of a run of consecutive events, ready to be written in bulk."""
+
+    inserts: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
+    patches: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
+
+    def insert(self, table: str, key: Key, row: Row) -> None:
+        self.inserts[table].setdefault(key, row)
+
+    def patch(self, table: str, key: Key, values: Row) -> None:
+        row = self.inserts[table].get(key)
+        if row is None:
+            self.patches[table].setdefault(key, {}).update(values)
+            return
+        row.update(values)
+        if table in TIMED and values.get("completed_at") is not None:
+            row["duration_ms"] = duration_ms(row["started_at"], values["completed_at"])
+
+    def needing_start(self, table: str) -> list[Key]:
+        """Keys of rows completed here but opened in an earlier chunk (duration needs it)."""
+        return [k for k, v in self.patches[table].items() if v.get("completed_at") is not None]
+
+    def set_durations(self, table: str, started: dict[Key, datetime]) -> None:
+        for key, started_at in started.items():
+            values = self.patches[table][key]
+            values["duration_ms"] = duration_ms(started_at, values["completed_at"])
+
+    def __bool__(self) -> bool:
+        return any(self.inserts.values()) or any(self.patches.values())
+
+
+def fold(events: Iterable[object], changes: Changes | None = None) -> Changes:
+    changes = Changes() if changes is None else changes
+    for domain_event in events:
+        project(domain_event, changes)
+    return changes
+
+
+@singledispatch
+def project(domain_event: object, changes: Changes) -> None:
+    """Events the landscape does not show project nothing."""
+
+
+@project.register
+def _run_started(e: Run.RunStarted, changes: Changes) -> None:
+    run_id = str(e.originator_id)
+    changes.insert(
+        "runs",
+        run_id,
+        {
+            "run_id": run_id,
+            "status": RUNNING,
+            "config_hash": e.config_hash,
+            "config_json": e.config_json,
+            "started_at": utc(e.timestamp),
+            "completed_at": None,
+        },
+    )
+
+
+@project.register
+def _run_completed(e: Run.RunCompleted, changes: Changes) -> None:
+    changes.patch(
+        "runs", str(e.originator_id), {"status": e.status, "completed_at": utc(e.timestamp)}
+    )
+
+
+@project.register
+def _run_resumed(e: Run.RunResumed, changes: Changes) -> None:
+    changes.patch("runs", str(e.originator_id), {"status": RUNNING, "completed_at": None})
+
+
+@project.register
+def _state_opened(e: NodeState.StateOpened, changes: Changes) -> None:
+    state_id = str(e.originator_id)
+    changes.insert(
+        "node_states",
+        state_id,
+        {
+            "state_id": state_id,
+            "run_id": str(e.run_id),
+            "token_id": e.token_id,
+            "node_id": e.node_id,
+            "step_index": e.step_index,
+            "attempt": e.attempt,
+            "status": OPEN,
+            "input_hash": e.input_hash,
+            "output_hash": None,
+            "error_json": None,
+            "started_at": utc(e.timestamp),
+            "completed_at": None,
+            "duration_ms": None,
+        },
+    )
+
+
+@project.register
+def _operation_started(e: Operation.OperationStarted, changes: Changes) -> None:
+    operation_id = str(e.originator_id)
+    changes.insert(
+        "operations",
+        operation_id,
+        {
+            "operation_id": operation_id,
+            "run_id": str(e.run_id),
+            "node_id": e.node_id,
+            "operation_type": e.operation_type,
+            "status": OPEN,
+            "input_hash": e.input_hash,
+            "output_hash": None,
+            "error_json": None,
+            "started_at": utc(e.timestamp),
+            "completed_at": None,
+            "duration_ms": None,
+        },
+    )
+
+
+def _call_row(e: CallRecordedEvent, state_id: str | None, operation_id: str | None) -> Row:
+    return {
+        "call_id": e.call_id,
+        "state_id": state_id,
+        "operation_id": operation_id,
+        "call_index": e.call_index,
+        "call_type": e.call_type,
+        "status": e.status,
+        "request_hash": e.request_hash,
+        "request_ref": e.request_ref,
+        "response_hash": e.response_hash,
+        "response_ref": e.response_ref,
+        "error_json": e.error_json,
+        "latency_ms": e.latency_ms,
+        "created_at": utc(e.timestamp),
+        "started_at": None if e.started_at is None else utc(e.started_at),
+        "summary_json": e.summary_json,
+    }
+
+
+@project.register
+def _state_call(e: NodeState.CallRecorded, changes: Changes) -> None:
+    changes.insert("calls", e.call_id, _call_row(e, str(e.originator_id), None))
+
+
+@project.register
+def _operation_call(e: Operation.CallRecorded, changes: Changes) -> None:
+    changes.insert("calls", e.call_id, _call_row(e, None, str(e.originator_id)))
+
+
+def _parent_table(e: object) -> str:
+    return "node_states" if isinstance(e, NodeState.Event) else "operations"
+
+
+@project.register(NodeState.StatePending)
+@project.register(Operation.OperationPending)
+def _pending(e: NodeState.StatePending | Operation.OperationPending, changes: Changes) -> None:
+    changes.patch(_parent_table(e), str(e.originator_id), {"status": PENDING})
+
+
+@project.register(NodeState.StateCompleted)
+@project.register(Operation.OperationCompleted)
+def _completed(e: CompletedEvent, changes: Changes) -> None:
+    changes.patch(
+        _parent_table(e),
+        str(e.originator_id),
+        {"status": COMPLETED, "output_hash": e.output_hash, "completed_at": utc(e.timestamp)},
+    )
+
+
+@project.register(NodeState.StateFailed)
+@project.register(Operation.OperationFailed)
+def _failed(e: FailedEvent, changes: Changes) -> None:
+    changes.patch(
+        _parent_table(e),
+        str(e.originator_id),
+        {"status": FAILED, "error_json": e.error_json, "completed_at": utc(e.timestamp)},
+    )
+
+
+@project.register
+def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
+    batch_id = str(e.originator_id)
+    changes.insert(
+        "batches",
+        batch_id,
+        {
+            "batch_id": batch_id,
+            "run_id": str(e.run_id),
+            "aggregation_node_id": e.aggregation_node_id,
+            "aggregation_state_id": None,
+            "attempt": e.attempt,
+            "status": "draft",
+            "error_json": None,
+            "created_at": utc(e.timestamp),
+            "completed_at": None,
+        },
+    )
+
+
+@project.register
+def _member_added(e: Batch.BatchMemberAdded, changes: Changes) -> None:
+    batch_id = str(e.originator_id)
+    changes.insert(
+        "batch_members",
+        (batch_id, e.token_id),
+        {"batch_id": batch_id, "token_id": e.token_id, "ordinal": e.ordinal},
+    )
+
+
+@project.register
+def _batch_linked(e: Batch.BatchLinked, changes: Changes) -> None:
+    changes.patch(
+        "batches",
+        str(e.originator_id),
+        {"aggregation_state_id": str(e.state_id), "status": "executing"},
+    )
+
+
+@project.register
+def _batch_completed(e: Batch.BatchCompleted, changes: Changes) -> None:
+    changes.patch(
+        "batches", str(e.originator_id), {"status": "completed", "completed_at": utc(e.timestamp)}
+    )
+
+
+@project.register
+def _batch_failed(e: Batch.BatchFailed, changes: Changes) -> None:
+    changes.patch(
+        "batches",
+        str(e.originator_id),
+        {"status": "failed", "error_json": e.error_json, "completed_at": utc(e.timestamp)},
+    )

@@ -1,0 +1,318 @@
+"""Reads of the landscape: the lineage of a run, a token or a state, and a run's rows.
+
+explain returns pydantic models: run -> its states in step order -> each state's calls with
+status, latency and payload availability -> the batches a state executed and their members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Select, or_, select
+
+from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState, UnknownToken
+
+from .schema import Landscape
+
+Availability = Callable[[str], str]
+"""digest -> "present" | "purged" | "missing" (the payload store's status)."""
+
+
+class CallView(BaseModel):
+    call_id: str
+    call_index: int
+    call_type: str
+    status: str
+    latency_ms: float | None
+    request_hash: str
+    request_payload: str
+    response_hash: str | None
+    response_payload: str | None
+    error_json: str | None
+    created_at: datetime
+
+
+class MemberView(BaseModel):
+    token_id: str
+    ordinal: int
+
+
+class BatchView(BaseModel):
+    batch_id: str
+    aggregation_node_id: str
+    aggregation_state_id: str | None
+    attempt: int
+    status: str
+    created_at: datetime
+    completed_at: datetime | None
+    members: list[MemberView]
+
+
+class StateView(BaseModel):
+    state_id: str
+    token_id: str
+    node_id: str
+    step_index: int
+    attempt: int
+    status: str
+    input_hash: str | None
+    output_hash: str | None
+    error_json: str | None
+    started_at: datetime
+    completed_at: datetime | None
+    duration_ms: float | None
+    calls: list[CallView]
+    batches: list[BatchView]
+
+
+class OperationView(BaseModel):
+    operation_id: str
+    node_id: str
+    operation_type: str
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    duration_ms: float | None
+    calls: list[CallView]
+
+
+class RunView(BaseModel):
+    run_id: str
+    status: str
+    config_hash: str
+    started_at: datetime
+    completed_at: datetime | None
+    states: list[StateView]
+    operations: list[OperationView]
+    batches: list[BatchView]
+    """Batches in scope that no state shown here executed (drafts, a token's batches)."""
+
+
+class Explanation(BaseModel):
+    runs: list[RunView]
+
+
+def explain(
+    conn: Connection,
+    availability: Availability,
+    *,
+    state_id: str | None = None,
+    token_id: str | None = None,
+    run_id: str | None = None,
+) -> Explanation:
+    land = Landscape.live()
+    runs, states, batches, members = (
+        land["runs"],
+        land["node_states"],
+        land["batches"],
+        land["batch_members"],
+    )
+    given = [v for v in (state_id, token_id, run_id) if v is not None]
+    if len(given) != 1:
+        raise InvalidArgument(
+            "explain",
+            {"state_id": state_id, "token_id": token_id, "run_id": run_id},
+            "name exactly one of state_id, token_id, run_id",
+        )
+    order = (states.c.step_index, states.c.token_id, states.c.attempt, states.c.started_at)
+    state_query: Select[Any] = select(states).order_by(*order)
+    extra_batches: Select[Any] | None = None
+    if state_id is not None:
+        state_query = state_query.where(states.c.state_id == state_id)
+    elif token_id is not None:
+        state_query = state_query.where(states.c.token_id == token_id)
+        member_of = select(members.c.batch_id).where(members.c.token_id == token_id)
+        extra_batches = select(batches).where(batches.c.batch_id.in_(member_of))
+    found = conn.execute(state_query).all() if run_id is None else []
+    if run_id is not None:
+        run_ids = [run_id]
+    else:
+        run_ids = list(dict.fromkeys(r.run_id for r in found))
+        if extra_batches is not None:
+            run_ids += [r.run_id for r in conn.execute(extra_batches) if r.run_id not in run_ids]
+    views: list[RunView] = []
+    for rid in run_ids:
+        run = conn.execute(select(runs).where(runs.c.run_id == rid)).first()
+        if run is None:
+            continue
+        scope_batches: Select[Any] | None
+        if run_id is not None:
+            run_states = conn.execute(
+                select(states).where(states.c.run_id == rid).order_by(*order)
+            ).all()
+            scope_batches = select(batches).where(batches.c.run_id == rid)
+            operations = _operations(conn, land, rid, availability)
+        else:
+            run_states = [r for r in found if r.run_id == rid]
+            scope_batches = (
+                extra_batches.where(batches.c.run_id == rid) if extra_batches is not None else None
+            )
+            operations = []
+        state_views = [_state(conn, land, r, availability) for r in run_states]
+        shown = {s.state_id for s in state_views}
+        loose = (
+            [
+                _batch(conn, land, b)
+                for b in conn.execute(scope_batches.order_by(batches.c.created_at))
+                if b.aggregation_state_id not in shown
+            ]
+            if scope_batches is not None
+            else []
+        )
+        views.append(
+            RunView(
+                run_id=run.run_id,
+                status=run.status,
+                config_hash=run.config_hash,
+                started_at=run.started_at,
+                completed_at=run.completed_at,
+                states=state_views,
+                operations=operations,
+                batches=loose,
+            )
+        )
+    if not views:
+        if run_id is not None:
+            raise UnknownRun(run_id)
+        if state_id is not None:
+            raise UnknownState(state_id)
+        raise UnknownToken(token_id)
+    return Explanation(runs=views)
+
+
+def _calls(
+    conn: Connection, land: Landscape, column: str, parent_id: str, availability: Availability
+) -> list[CallView]:
+    calls = land["calls"]
+    rows = conn.execute(
+        select(calls).where(calls.c[column] == parent_id).order_by(calls.c.call_index)
+    )
+    return [
+        CallView(
+            call_id=r.call_id,
+            call_index=r.call_index,
+            call_type=r.call_type,
+            status=r.status,
+            latency_ms=r.latency_ms,
+            request_hash=r.request_hash,
+            request_payload=availability(r.request_ref),
+            response_hash=r.response_hash,
+            response_payload=None if r.response_ref is None else availability(r.response_ref),
+            error_json=r.error_json,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+def _batch(conn: Connection, land: Landscape, row: Any) -> BatchView:
+    members = land["batch_members"]
+    return BatchView(
+        batch_id=row.batch_id,
+        aggregation_node_id=row.aggregation_node_id,
+        aggregation_state_id=row.aggregation_state_id,
+        attempt=row.attempt,
+        status=row.status,
+        created_at=row.created_at,
+        completed_at=row.completed_at,
+        members=[
+            MemberView(token_id=m.token_id, ordinal=m.ordinal)
+            for m in conn.execute(
+                select(members)
+                .where(members.c.batch_id == row.batch_id)
+                .order_by(members.c.ordinal)
+            )
+        ],
+    )
+
+
+def _state(conn: Connection, land: Landscape, row: Any, availability: Availability) -> StateView:
+    batches = land["batches"]
+    executed = conn.execute(
+        select(batches)
+        .where(batches.c.aggregation_state_id == row.state_id)
+        .order_by(batches.c.created_at)
+    )
+    return StateView(
+        state_id=row.state_id,
+        token_id=row.token_id,
+        node_id=row.node_id,
+        step_index=row.step_index,
+        attempt=row.attempt,
+        status=row.status,
+        input_hash=row.input_hash,
+        output_hash=row.output_hash,
+        error_json=row.error_json,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        duration_ms=row.duration_ms,
+        calls=_calls(conn, land, "state_id", row.state_id, availability),
+        batches=[_batch(conn, land, b) for b in executed],
+    )
+
+
+def _operations(
+    conn: Connection, land: Landscape, run_id: str, availability: Availability
+) -> list[OperationView]:
+    ops = land["operations"]
+    rows = conn.execute(
+        select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id)
+    )
+    return [
+        OperationView(
+            operation_id=r.operation_id,
+            node_id=r.node_id,
+            operation_type=r.operation_type,
+            status=r.status,
+            started_at=r.started_at,
+            completed_at=r.completed_at,
+            duration_ms=r.duration_ms,
+            calls=_calls(conn, land, "operation_id", r.operation_id, availability),
+        )
+        for r in rows
+    ]
+
+
+def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every landscape row of a run as (table name, row), table by table; streams."""
+    land = Landscape.live()
+    runs, states, ops, calls, batches, members = (
+        land[n] for n in ("runs", "node_states", "operations", "calls", "batches", "batch_members")
+    )
+    if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is None:
+        raise UnknownRun(run_id)
+    run_states = select(states.c.state_id).where(states.c.run_id == run_id)
+    run_ops = select(ops.c.operation_id).where(ops.c.run_id == run_id)
+    run_batches = select(batches.c.batch_id).where(batches.c.run_id == run_id)
+    queries: list[tuple[str, Select[Any]]] = [
+        ("runs", select(runs).where(runs.c.run_id == run_id)),
+        (
+            "node_states",
+            select(states)
+            .where(states.c.run_id == run_id)
+            .order_by(states.c.step_index, states.c.token_id, states.c.attempt),
+        ),
+        ("operations", select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at)),
+        (
+            "calls",
+            select(calls)
+            .where(or_(calls.c.state_id.in_(run_states), calls.c.operation_id.in_(run_ops)))
+            .order_by(calls.c.state_id, calls.c.operation_id, calls.c.call_index),
+        ),
+        (
+            "batches",
+            select(batches).where(batches.c.run_id == run_id).order_by(batches.c.created_at),
+        ),
+        (
+            "batch_members",
+            select(members)
+            .where(members.c.batch_id.in_(run_batches))
+            .order_by(members.c.batch_id, members.c.ordinal),
+        ),
+    ]
+    for name, query in queries:
+        for row in conn.execution_options(stream_results=True).execute(query):
+            yield name, dict(row._mapping)

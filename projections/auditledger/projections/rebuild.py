@@ -1,0 +1,142 @@
+"""Rebuild: a fresh landscape from position 0, built aside and swapped in atomically.
+
+The new landscape is built in a shadow (SQLite: a private temporary database ATTACHed to
+the connection; PostgreSQL: a schema of its own), chunk by chunk, so memory stays flat.
+Then ONE transaction, holding the live landscape's write lock, replaces the live rows and
+the live position with the shadow's. Readers see the old landscape until that commit and
+the new one after it, never a half-built one; a runner catching up meanwhile continues from
+the swapped-in position, so nothing is applied twice.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .runner import PROJECTION, EventSource, Progress, Projector, held
+from .schema import Landscape
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    events: int
+    position: int
+    seconds: float
+    rows: dict[str, int]
+
+
+@contextmanager
+def shadow(conn: Connection) -> Iterator[Landscape]:
+    """A private, empty copy of the landscape tables on this connection; dropped after."""
+    if conn.dialect.name == "postgresql":
+        name = f"auditledger_shadow_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    else:
+        name = "auditledger_shadow"
+        conn.commit()
+        conn.exec_driver_sql(f"ATTACH DATABASE '' AS {name}")
+    landscape = Landscape.shadow(name)
+    try:
+        landscape.create(conn)
+        conn.commit()
+        yield landscape
+    finally:
+        conn.rollback()
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            conn.commit()
+        else:
+            conn.exec_driver_sql(f"DETACH DATABASE {name}")
+            conn.commit()
+
+
+def build(
+    engine: Engine,
+    conn: Connection,
+    target: Landscape,
+    source: EventSource,
+    *,
+    stop: int | None = None,
+    until_time: datetime | None = None,
+    chunk_size: int = 2000,
+    progress: Progress | None = None,
+) -> int:
+    """Apply the log from position 0 into an empty shadow landscape; returns the events."""
+    projector = Projector(engine, source, target, connect=lambda: held(conn), exclusive=False)
+    return projector.catch_up(chunk_size, stop=stop, until_time=until_time, progress=progress)
+
+
+def rebuild(
+    engine: Engine,
+    source: EventSource,
+    *,
+    stop: int | None = None,
+    until_time: datetime | None = None,
+    chunk_size: int = 2000,
+    progress: Progress | None = None,
+) -> RebuildResult:
+    started = datetime.now(UTC)
+    live = Landscape.live()
+    target = source.last_position() if stop is None else stop
+    with engine.connect() as conn, shadow(conn) as aside:
+        events = build(
+            engine,
+            conn,
+            aside,
+            source,
+            stop=target,
+            until_time=until_time,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+        position = swap(conn, live, aside)
+        rows = {
+            t.name: int(conn.scalar(select(func.count()).select_from(t)) or 0) for t in live.ordered
+        }
+        conn.commit()
+    seconds = (datetime.now(UTC) - started).total_seconds()
+    return RebuildResult(events=events, position=position, seconds=seconds, rows=rows)
+
+
+def swap(conn: Connection, live: Landscape, aside: Landscape) -> int:
+    """Replace the live landscape and its position with the shadow's, in one transaction."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.rollback()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            dialect.insert(live.positions)
+            .values(projection=PROJECTION, position=0, updated_at=datetime.now(UTC))
+            .on_conflict_do_nothing(index_elements=["projection"])
+        )
+        mine = live.positions.c.projection == PROJECTION
+        conn.execute(select(live.positions.c.position).where(mine).with_for_update())
+        for table in reversed(live.ordered):
+            conn.execute(delete(table))
+        for table, copy in zip(live.ordered, aside.ordered, strict=True):
+            names = [c.name for c in table.columns]
+            conn.execute(insert(table).from_select(names, select(*(copy.c[n] for n in names))))
+        position = int(
+            conn.scalar(
+                select(aside.positions.c.position).where(aside.positions.c.projection == PROJECTION)
+            )
+            or 0
+        )
+        conn.execute(
+            update(live.positions)
+            .where(mine)
+            .values(position=position, updated_at=datetime.now(UTC))
+        )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return position

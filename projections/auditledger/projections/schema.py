@@ -1,0 +1,76 @@
+"""Where a landscape lives: the live tables, or a shadow copy of them in another schema.
+
+A shadow has the same tables, columns, keys and constraints as tables.py, under another
+schema (PostgreSQL) or attached database (SQLite). `ensure` creates a missing landscape and
+refuses one whose tables or columns differ from this version's: nothing is written to a
+schema the code does not know.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, MetaData, Table, inspect
+
+from auditledger.domain.errors import StoreError
+
+from .tables import LANDSCAPE_TABLES, projection_positions
+
+TABLES = (*LANDSCAPE_TABLES, projection_positions)
+
+
+@dataclass(frozen=True)
+class Landscape:
+    """The six landscape tables and the position table of one landscape, by name."""
+
+    tables: dict[str, Table]
+    schema: str | None = None
+
+    @classmethod
+    def live(cls) -> Landscape:
+        return cls({t.name: t for t in TABLES})
+
+    @classmethod
+    def shadow(cls, schema: str) -> Landscape:
+        copy = MetaData()
+        return cls({t.name: t.to_metadata(copy, schema=schema) for t in TABLES}, schema)
+
+    def __getitem__(self, name: str) -> Table:
+        return self.tables[name]
+
+    @property
+    def ordered(self) -> list[Table]:
+        """Landscape tables in dependency order (create in this order, delete in reverse)."""
+        return [self.tables[t.name] for t in LANDSCAPE_TABLES]
+
+    @property
+    def positions(self) -> Table:
+        return self.tables[projection_positions.name]
+
+    def create(self, conn: Connection) -> None:
+        for table in self.tables.values():
+            table.create(conn, checkfirst=True)
+
+
+def ensure(engine: Engine, url: str) -> None:
+    """Create the landscape tables if none exist; refuse a landscape of another shape."""
+    with engine.begin() as conn:
+        existing = set(inspect(conn).get_table_names())
+        ours = [t for t in TABLES if t.name in existing]
+        for table in ours:
+            columns = {c["name"] for c in inspect(conn).get_columns(table.name)}
+            wanted = {c.name for c in table.columns}
+            if not wanted <= columns:
+                raise StoreError(
+                    f"landscape at {url}: table {table.name} lacks columns "
+                    f"{', '.join(sorted(wanted - columns))}; this is not a landscape schema "
+                    "this version knows (rebuild into a fresh landscape URL)"
+                )
+        if ours and len(ours) != len(TABLES):
+            missing = sorted(t.name for t in TABLES if t.name not in existing)
+            raise StoreError(
+                f"landscape at {url}: tables {', '.join(missing)} are missing beside "
+                f"{', '.join(sorted(t.name for t in ours))}; this is not a landscape schema "
+                "this version knows"
+            )
+        Landscape.live().create(conn)
