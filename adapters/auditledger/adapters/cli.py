@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cli_demo
+from . import cli_chain, cli_demo
 
 app = typer.Typer(
     name="auditledger",
@@ -24,7 +24,7 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo,):
+for module in (cli_demo, cli_chain):
     module.register(app)
 
 

@@ -1,0 +1,321 @@
+"""The independent verifier: recompute the chain from the raw tables and find the first break.
+
+It walks the event log and the chain side by side, in log order, from the start (or from a
+trusted checkpoint), and stops at the first broken position, saying what is wrong there:
+- modified: the event's bytes no longer give the chain hash sealed for it;
+- deleted: a sealed event is gone (its chain entry stays, or the next entry names it);
+- inserted: an event sits where none was sealed, or pushed the sealed one further down;
+- reordered: the event sealed here is found at another position;
+- chain-modified: the event is intact but its chain entry was altered;
+- truncated / rewritten: the log ends before, or differs at, a checkpoint kept elsewhere;
+- payload-tampered / payload-missing: bytes an event names do not hash to the digest, or
+  are gone without a purge. Purged payloads (bytes deleted, hash kept) are counted, not failed.
+Events after the last chain entry are the unsealed tail: counted and recomputed (so a
+checkpoint over them still checks), never failed for being unsealed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from auditledger.projections.chain import (
+    GENESIS,
+    ChainReport,
+    Checkpoint,
+    Finding,
+    link,
+    payload_digests,
+)
+
+from .chain_store import ChainEntry, LogSource, StoredEvent
+
+SignatureCheck = Callable[[Checkpoint], bool]
+
+
+class _Broken(Exception):
+    def __init__(self, finding: Finding) -> None:
+        self.finding = finding
+
+
+@dataclass
+class _Walk:
+    source: LogSource
+    checkpoints: list[Checkpoint]
+    prev_hash: bytes
+    prev_position: int
+    events_checked: int = 0
+    sealed_position: int = 0
+    unsealed: int = 0
+    payloads_checked: int = 0
+    payloads_purged: int = 0
+    checkpoints_checked: int = 0
+
+    def report(self, finding: Finding | None) -> ChainReport:
+        return ChainReport(
+            events_checked=self.events_checked,
+            head_position=self.prev_position,
+            head_hash=self.prev_hash.hex(),
+            sealed_position=self.sealed_position,
+            unsealed=self.unsealed,
+            payloads_checked=self.payloads_checked,
+            payloads_purged=self.payloads_purged,
+            checkpoints_checked=self.checkpoints_checked,
+            finding=finding,
+        )
+
+    # the walk
+
+    def run(self, batch: int, until: int | None) -> None:
+        entries = _flatten(self.source.chain_entries(self.prev_position, batch))
+        entry = next(entries, None)
+        for events in self.source.events(self.prev_position, until, batch=batch):
+            statuses = self._payload_statuses(events)
+            seen: set[str] = set()
+            for event in events:
+                while entry is not None and entry.position < event.position:
+                    raise _Broken(self._gone(entry))
+                if entry is None:
+                    self._extend(event, None)
+                    self.unsealed += 1
+                elif entry.position == event.position:
+                    self._extend(event, entry)
+                    entry = next(entries, None)
+                else:
+                    raise _Broken(self._unsealed_event(event, entry))
+                self._check_payloads(event, statuses, seen)
+                self._check_checkpoints(event.position)
+        if entry is not None and (until is None or entry.position <= until):
+            raise _Broken(self._gone(entry))
+        self._check_truncation()
+
+    def _extend(self, event: StoredEvent, entry: ChainEntry | None) -> None:
+        computed = _link(self.prev_hash, event)
+        if entry is not None:
+            if entry.prev_position != self.prev_position:
+                raise _Broken(self._skipped(entry))
+            if computed.hex() != entry.chain_hash:
+                raise _Broken(self._mismatch(event, entry, computed))
+            self.sealed_position = event.position
+        self.prev_hash, self.prev_position = computed, event.position
+        self.events_checked += 1
+
+    # payloads
+
+    def _payload_statuses(self, events: Sequence[StoredEvent]) -> dict[str, str]:
+        wanted = list(dict.fromkeys(d for e in events for d in payload_digests(e.state)))
+        rows = self.source.payload_rows(wanted)
+        statuses = {}
+        for digest in wanted:
+            data, purged = rows.get(digest, (None, False))
+            if data is not None:
+                actual = hashlib.sha256(data).hexdigest()
+                statuses[digest] = "ok" if actual == digest else f"tampered:{actual}"
+            elif purged:
+                statuses[digest] = "purged"
+            else:
+                statuses[digest] = "gone" if digest in rows else "missing"
+        return statuses
+
+    def _check_payloads(self, event: StoredEvent, statuses: dict[str, str], seen: set[str]) -> None:
+        for digest in sorted(payload_digests(event.state)):
+            if digest in seen:
+                continue
+            status = statuses[digest]
+            if status.startswith("tampered:"):
+                raise _Broken(
+                    Finding(
+                        event.position,
+                        "payload-tampered",
+                        f"payload {digest} named by this event: its bytes hash to "
+                        f"{status.split(':', 1)[1]}",
+                    )
+                )
+            if status in ("missing", "gone"):
+                how = "has no row" if status == "missing" else "lost its bytes without a purge"
+                raise _Broken(
+                    Finding(
+                        event.position,
+                        "payload-missing",
+                        f"payload {digest} named by this event {how}",
+                    )
+                )
+            self.payloads_checked += 1
+            if status == "purged":
+                self.payloads_purged += 1
+            seen.add(digest)
+
+    # checkpoints
+
+    def _check_checkpoints(self, position: int) -> None:
+        while self.checkpoints and self.checkpoints[0].position <= position:
+            checkpoint = self.checkpoints.pop(0)
+            if checkpoint.position < position:
+                raise _Broken(
+                    Finding(
+                        checkpoint.position,
+                        "deleted",
+                        f"checkpoint {checkpoint.timestamp} names position "
+                        f"{checkpoint.position}, which holds no event now",
+                    )
+                )
+            if checkpoint.chain_hash != self.prev_hash.hex():
+                raise _Broken(
+                    Finding(
+                        position,
+                        "rewritten",
+                        f"checkpoint {checkpoint.timestamp} recorded chain hash "
+                        f"{checkpoint.chain_hash} here; the log now gives "
+                        f"{self.prev_hash.hex()} (history up to here was rewritten and "
+                        "re-chained)",
+                    )
+                )
+            self.checkpoints_checked += 1
+
+    def _check_truncation(self) -> None:
+        if self.checkpoints:
+            checkpoint = self.checkpoints[0]
+            raise _Broken(
+                Finding(
+                    self.prev_position + 1,
+                    "truncated",
+                    f"the log ends at position {self.prev_position}, but checkpoint "
+                    f"{checkpoint.timestamp} saw it reach {checkpoint.position}",
+                )
+            )
+
+    # classifying a break
+
+    def _gone(self, entry: ChainEntry) -> Finding:
+        return Finding(
+            entry.position, "deleted", "an event was sealed here and is no longer in the log"
+        )
+
+    def _skipped(self, entry: ChainEntry) -> Finding:
+        if entry.prev_position > self.prev_position:
+            return Finding(
+                entry.prev_position,
+                "deleted",
+                f"the chain entry at {entry.position} follows position "
+                f"{entry.prev_position}; that event and its chain entry are gone",
+            )
+        return Finding(
+            entry.position,
+            "chain-modified",
+            f"the chain entry says it follows {entry.prev_position}, the log says "
+            f"{self.prev_position}",
+        )
+
+    def _unsealed_event(self, event: StoredEvent, entry: ChainEntry) -> Finding:
+        if entry.prev_position == event.position:
+            return Finding(
+                event.position,
+                "chain-modified",
+                "the event is in the log but its chain entry was deleted",
+            )
+        return Finding(
+            event.position,
+            "inserted",
+            f"no event was sealed at this position (the chain goes from "
+            f"{entry.prev_position} to {entry.position})",
+        )
+
+    def _mismatch(self, event: StoredEvent, entry: ChainEntry, computed: bytes) -> Finding:
+        position = event.position
+        expected = entry.chain_hash
+        later = _flatten(self.source.events(position))
+        following = next(later, None)
+        if following is not None:
+            next_entry = next(_flatten(self.source.chain_entries(position, 1)), None)
+            if (
+                next_entry is not None
+                and next_entry.position == following.position
+                and _link(computed, following).hex() == next_entry.chain_hash
+            ):
+                return Finding(
+                    position,
+                    "chain-modified",
+                    "the event is intact but its chain entry was altered",
+                )
+        for candidate in _chain((following,) if following else (), later):
+            moved = candidate._replace(position=position)
+            if _link(self.prev_hash, moved).hex() != expected:
+                continue
+            if candidate is following and self._belongs_nowhere(event, candidate.position):
+                return Finding(
+                    position,
+                    "inserted",
+                    f"an event was inserted here; the event sealed here is now at "
+                    f"{candidate.position}",
+                )
+            return Finding(
+                position,
+                "reordered",
+                f"the event sealed here is now at position {candidate.position}",
+            )
+        return Finding(
+            position,
+            "modified",
+            f"topic {event.topic}, originator {event.originator} v{event.version}: "
+            f"its stored bytes give chain hash {computed.hex()}, sealed {expected}",
+        )
+
+    def _belongs_nowhere(self, event: StoredEvent, moved_to: int) -> bool:
+        entry = self.source.chain_entry_at(moved_to)
+        if entry is None:
+            return True
+        prior = self.source.chain_entry_at(entry.prev_position)
+        prev_hash = GENESIS if prior is None else bytes.fromhex(prior.chain_hash)
+        return _link(prev_hash, event._replace(position=moved_to)).hex() != entry.chain_hash
+
+
+def verify_chain(
+    source: LogSource,
+    checkpoints: Iterable[Checkpoint] = (),
+    *,
+    trusted: Checkpoint | None = None,
+    signature_check: SignatureCheck | None = None,
+    until: int | None = None,
+    batch: int = 10_000,
+) -> ChainReport:
+    """Recompute the chain and report the first broken position (None when all holds).
+
+    From the start, or from a `trusted` checkpoint; every checkpoint given must match the
+    recomputed chain at its position; `until` stops the walk at that position.
+    """
+    start = trusted or Checkpoint(0, GENESIS.hex(), "")
+    wanted = sorted(
+        (c for c in checkpoints if c.position > start.position), key=lambda c: c.position
+    )
+    walk = _Walk(source, wanted, bytes.fromhex(start.chain_hash), start.position)
+    walk.sealed_position = start.position
+    for checkpoint in (*([trusted] if trusted else []), *wanted):
+        if signature_check is not None and not signature_check(checkpoint):
+            return walk.report(
+                Finding(
+                    checkpoint.position,
+                    "bad-signature",
+                    f"checkpoint {checkpoint.timestamp}: the signature does not verify "
+                    "with the key given",
+                )
+            )
+    try:
+        walk.run(batch, until)
+    except _Broken as broken:
+        return walk.report(broken.finding)
+    return walk.report(None)
+
+
+def _link(prev: bytes, event: StoredEvent) -> bytes:
+    return link(prev, event.position, event.topic, event.originator, event.version, event.state)
+
+
+def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
+    for batch in batches:
+        yield from batch
+
+
+def _chain(*parts: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+    for part in parts:
+        yield from part
