@@ -42,6 +42,7 @@ from auditledger.domain.run import Run
 
 from .cache import AggregateCache
 from .canonical import Payload, canonical_text
+from .clients import AuditedClients
 from .event_store import LedgerApplication
 from .stores import Stores
 
@@ -60,7 +61,7 @@ class _StaleCopy(Exception):
     """The cached parent is behind the store: reload and run the command again."""
 
 
-class Ledger:
+class Ledger(AuditedClients):
     MAX_TRIES = 200
 
     def __init__(self, stores: Stores) -> None:
