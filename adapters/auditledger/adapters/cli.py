@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import cli_chain, cli_demo
+from . import cli_chain, cli_demo, cli_landscape
 
 app = typer.Typer(
     name="auditledger",
@@ -24,7 +24,7 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo, cli_chain):
+for module in (cli_demo, cli_chain, cli_landscape):
     module.register(app)
 
 
