@@ -44,6 +44,7 @@ from .cache import AggregateCache
 from .canonical import Payload, canonical_text
 from .clients import AuditedClients
 from .event_store import LedgerApplication
+from .ledger_landscape import LandscapeMixin
 from .stores import Stores
 
 A = TypeVar("A", bound=Aggregate)
@@ -61,7 +62,7 @@ class _StaleCopy(Exception):
     """The cached parent is behind the store: reload and run the command again."""
 
 
-class Ledger(AuditedClients):
+class Ledger(AuditedClients, LandscapeMixin):
     MAX_TRIES = 200
 
     def __init__(self, stores: Stores) -> None:
