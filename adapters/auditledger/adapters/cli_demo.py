@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from .cli_common import StoreOption, console, opened
+from .cli_landscape import print_report
 from .demo import record_demo_run
 
 
@@ -34,6 +35,14 @@ def demo(store: StoreOption = "sqlite:///audit") -> None:
             table.add_row(label, str(sum(n for t, n in counts.items() if topic_part in t)))
         console.print(table)
         console.print(f"store: {ledger.url}")
+        ledger.catch_up()
+        report = ledger.verify()
+        print_report(report, title="the landscape's invariants (auditledger verify)")
+        console.print(
+            f"try: auditledger explain --run {run.run_id} --store {ledger.url}", highlight=False
+        )
+        if not report.passed:
+            raise typer.Exit(1)
 
 
 def _count_events(ledger) -> Counter[str]:  # type: ignore[no-untyped-def]
