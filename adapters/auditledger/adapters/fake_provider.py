@@ -66,10 +66,9 @@ class FakeOpenAI:
                 raise httpx.RemoteProtocolError("fake provider: connection dropped")
             if fault in ("429", "500"):
                 return _error(int(fault), "rate limited" if fault == "429" else "server error")
-            response = self._route(request.method, path, request, body)
-        if fault == "malformed":
-            return httpx.Response(200, headers={"content-type": "application/json"}, content=b"{")
-        return response
+            if fault == "malformed":
+                return httpx.Response(200, headers={"content-type": "application/json"}, content=b"{")
+            return self._route(request.method, path, request, body)
 
     # routing
 
