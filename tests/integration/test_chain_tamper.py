@@ -1,0 +1,137 @@
+"""Tamper evidence: any single tampering is found at its position; untouched logs always pass.
+
+Histories are recorded through the Ledger, sealed, checkpointed, then altered with raw SQL
+the way someone with write access to the database would; the verifier reads only the tables.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from chain_support import RawStore, Token, record_history
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from auditledger.adapters.chain_store import LogSource
+from auditledger.adapters.chain_verify import verify_chain
+from auditledger.adapters.checkpoints import checkpoint_of
+
+TAMPERINGS = ["modified", "payload-tampered", "deleted", "inserted", "reordered", "truncated"]
+
+tokens = st.lists(
+    st.builds(
+        Token,
+        calls=st.lists(st.integers(0, 4), max_size=3).map(tuple),
+        outcome=st.sampled_from(["completed", "failed", "open"]),
+        in_batch=st.booleans(),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def examples(count: int) -> settings:
+    return settings(
+        max_examples=count,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """A function giving an empty store for each Hypothesis example."""
+    if request.param == "sqlite":
+        counter = itertools.count()
+        yield lambda: f"sqlite:///{tmp_path}/store-{next(counter)}"
+        return
+    url = str(request.getfixturevalue("postgres_url"))
+    engine = create_engine("postgresql+psycopg://" + url.split("://", 1)[1], poolclass=NullPool)
+
+    def reset() -> str:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE IF EXISTS chain"))
+            for table in ("auditledger_events", "payloads"):
+                if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar():
+                    conn.execute(text(f"TRUNCATE {table} RESTART IDENTITY"))
+        return url
+
+    yield reset
+    engine.dispose()
+
+
+def _verify(url: str, checkpoints=()):  # type: ignore[no-untyped-def]
+    with LogSource.open(url) as source:
+        return verify_chain(source, checkpoints)
+
+
+@examples(40)
+@given(history=tokens, seed=st.integers(0, 1000), data=st.data())
+def test_a_single_tampering_is_reported_at_its_position_with_what_is_wrong(
+    fresh_store: Callable[[], str], history: list[Token], seed: int, data: st.DataObject
+) -> None:
+    url = fresh_store()
+    record_history(url, history, seed)
+    with LogSource.open(url) as source:
+        head = source.seal()
+    checkpoint = checkpoint_of(head)
+    kind = data.draw(st.sampled_from(TAMPERINGS), label="tampering")
+    event(kind)
+    raw = RawStore(url)
+    try:
+        positions = raw.positions()
+        if kind == "modified":
+            position = data.draw(st.sampled_from(positions), label="event")
+            raw.flip_event_byte(position, data.draw(st.integers(0, 10_000), label="byte"))
+        elif kind == "payload-tampered":
+            digest = data.draw(st.sampled_from(raw.payload_digests()), label="payload")
+            position = min(p for p, state in raw.states() if digest.encode() in state)
+            raw.flip_payload_byte(digest, data.draw(st.integers(0, 10_000), label="byte"))
+        elif kind == "deleted":
+            position = data.draw(st.sampled_from(positions), label="event")
+            raw.delete_event(position)
+        elif kind == "inserted":
+            position = data.draw(st.sampled_from(positions), label="event")
+            raw.insert_at(position)
+        elif kind == "reordered":
+            first, second = sorted(
+                data.draw(st.lists(st.sampled_from(positions), min_size=2, max_size=2, unique=True))
+            )
+            position = first
+            raw.swap(first, second)
+        else:
+            kept = data.draw(st.integers(0, head.position - 1), label="kept")
+            position = kept + 1
+            raw.delete_after(kept)
+    finally:
+        raw.close()
+    with_checkpoint = kind == "truncated" or data.draw(st.booleans(), label="checkpoint")
+    report = _verify(url, [checkpoint] if with_checkpoint else [])
+    assert report.finding is not None, f"{kind} at {position} went unnoticed"
+    assert (report.finding.position, report.finding.kind) == (position, kind), str(report.finding)
+
+
+@examples(25)
+@given(history=tokens, later=tokens, seed=st.integers(0, 1000))
+def test_an_untouched_log_always_verifies_and_an_unsealed_tail_is_only_counted(
+    fresh_store: Callable[[], str], history: list[Token], later: list[Token], seed: int
+) -> None:
+    url = fresh_store()
+    record_history(url, history, seed)
+    with LogSource.open(url) as source:
+        head = source.seal()
+    record_history(url, later, seed + 1, prefix="later")
+    total = len(RawStore(url).positions())
+
+    report = _verify(url, [checkpoint_of(head)])
+
+    assert report.finding is None, str(report.finding)
+    assert report.events_checked == total
+    assert report.sealed_position == head.position
+    assert report.unsealed == total - head.position
+    assert report.checkpoints_checked == 1
