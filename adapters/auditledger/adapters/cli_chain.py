@@ -7,6 +7,7 @@ it can be pointed at a copy of the store. Exit codes: 0 all holds, 1 tampering f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -172,6 +173,18 @@ def purge(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def export_checkpoint(store: str) -> dict[str, object] | None:
+    """The sealed log head for `export` to include (None for memory://)."""
+    if store.startswith("memory:"):
+        return None
+    try:
+        with LogSource.open(store) as source:
+            head = source.seal()
+    except LedgerError as error:
+        raise fail(str(error)) from None
+    return json.loads(checkpoint_of(head).to_json())  # type: ignore[no-any-return]
 
 
 def _read_checkpoints(path: Path) -> list[Checkpoint]:

@@ -30,6 +30,13 @@ from auditledger.domain.errors import LedgerError
 from auditledger.projections.queries import CallView, Explanation, StateView
 from auditledger.projections.verify import Check, VerifyReport
 
+from .cli_chain import (
+    CheckpointFiles,
+    HmacEnvOption,
+    KeyFileOption,
+    export_checkpoint,
+    run_verify_chain,
+)
 from .cli_common import DEFAULT_STORE, StoreOption, console, fail
 from .ledger import Ledger
 from .settings import StoreSettings
@@ -185,6 +192,12 @@ def verify(
     catch_up_first: Annotated[
         bool, typer.Option("--catch-up/--no-catch-up", help="apply new events first")
     ] = False,
+    chain: Annotated[
+        bool, typer.Option("--chain", help="also recompute the hash chain (tamper evidence)")
+    ] = False,
+    checkpoint: CheckpointFiles = None,
+    key_file: KeyFileOption = None,
+    hmac_key_env: HmacEnvOption = None,
 ) -> None:
     """Check the landscape's invariants; exit 0 only if every check passes."""
     with existing_ledger(store, landscape) as ledger:
@@ -192,7 +205,10 @@ def verify(
             ledger.catch_up()
         report = ledger.verify(diff=diff)
     print_report(report)
-    if not report.passed:
+    chain_code = 0
+    if chain or checkpoint:
+        chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
+    if not report.passed or chain_code != 0:
         raise typer.Exit(1)
 
 
@@ -312,6 +328,9 @@ def export(
             for table, row in rows:
                 line = {"table": table, "row": {k: _plain(v) for k, v in row.items()}}
                 sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
+            head = export_checkpoint(store)
+            if head is not None:
+                sys.stdout.write(json.dumps({"table": "checkpoint", "row": head}) + "\n")
             return
         writer: csv.DictWriter[str] | None = None
         for table, row in rows:
