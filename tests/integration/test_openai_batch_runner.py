@@ -105,8 +105,10 @@ def test_submit_leaves_the_state_pending_the_batch_linked_and_the_jsonl_hash_mat
 def test_a_batch_polled_after_a_restart_goes_pending_then_completes(
     kind: str, base_url: str, tmp_path, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger" if kind == "sqlite" else request.getfixturevalue(
-        "postgres_url"
+    url = (
+        f"sqlite:///{tmp_path}/ledger"
+        if kind == "sqlite"
+        else request.getfixturevalue("postgres_url")
     )
     with Ledger.open(url) as first:
         f = flush(first)

@@ -92,18 +92,24 @@ def test_a_transport_exception_is_recorded_before_the_caller_gets_the_original(
         raise failure
 
     seen_by_caller: list[list[RecordedCall]] = []
-    with ledger.http_client(state, transport=httpx.MockTransport(fail)) as client:
-        with pytest.raises(type(failure)) as raised:
-            try:
-                client.get("https://api.example/x")
-            except Exception:
-                seen_by_caller.append(calls(ledger, state))
-                raise
+    with (
+        ledger.http_client(state, transport=httpx.MockTransport(fail)) as client,
+        pytest.raises(type(failure)) as raised,
+    ):
+        try:
+            client.get("https://api.example/x")
+        except Exception:
+            seen_by_caller.append(calls(ledger, state))
+            raise
     assert raised.value is failure
     [[call]] = seen_by_caller
     assert call.status == "error"
     assert call.response is None
-    assert call.error == {"type": type(failure).__name__, "module": "httpx", "message": str(failure)}
+    assert call.error == {
+        "type": type(failure).__name__,
+        "module": "httpx",
+        "message": str(failure),
+    }
 
 
 def test_each_redirect_hop_is_its_own_call_with_dense_indices(ledger: Ledger, state: str) -> None:
@@ -117,7 +123,10 @@ def test_each_redirect_hop_is_its_own_call_with_dense_indices(ledger: Ledger, st
         assert client.get("https://api.example/old").text == "here"
     hops = calls(ledger, state)
     assert [c.call_index for c in hops] == [0, 1]
-    assert [c.request["url"] for c in hops] == ["https://api.example/old", "https://api.example/new"]
+    assert [c.request["url"] for c in hops] == [
+        "https://api.example/old",
+        "https://api.example/new",
+    ]
     assert [c.response["status_code"] for c in hops] == [302, 200]
     assert [c.status for c in hops] == ["error", "success"]
 
