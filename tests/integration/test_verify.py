@@ -1,0 +1,104 @@
+"""verify passes on an honest landscape and names each kind of tampering done by raw SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from auditledger.adapters import Ledger
+from auditledger.adapters.demo import record_demo_run
+
+REBUILD = "the live landscape equals a fresh rebuild"
+DENSE = "call_index is dense (0, 1, 2, ...) per parent"
+OPEN = "no state left open in a completed run"
+PAYLOADS = "every payload ref is present (or purged) and hashes to its ref"
+POSITION = "the projection position matches the log"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def demo_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/ledger"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    with Ledger.open(url) as ledger:
+        record_demo_run(ledger)
+        ledger.catch_up()
+        yield ledger
+
+
+def failed(ledger: Ledger) -> set[str]:
+    return {c.name for c in ledger.verify().checks if not c.passed}
+
+
+def landscape_sql(ledger: Ledger, sql: str) -> None:
+    with ledger.stores.landscape_engine.begin() as conn:
+        conn.execute(text(sql))
+
+
+def test_an_honest_landscape_passes_every_check(demo_ledger: Ledger) -> None:
+    report = demo_ledger.verify()
+    assert report.passed
+    assert len(report.checks) == 7
+    assert all(c.checked > 0 for c in report.checks)
+
+
+def test_a_deleted_call_row_is_found(demo_ledger: Ledger) -> None:
+    landscape_sql(
+        demo_ledger,
+        "DELETE FROM calls WHERE call_index = 0 AND state_id IN "
+        "(SELECT state_id FROM calls WHERE call_index = 1)",
+    )
+    assert failed(demo_ledger) == {REBUILD, DENSE}
+
+
+def test_a_flipped_payload_byte_is_found(demo_ledger: Ledger) -> None:
+    with demo_ledger.stores.landscape_engine.connect() as conn:
+        ref = conn.execute(text("SELECT request_ref FROM calls LIMIT 1")).scalar_one()
+    engine = demo_ledger.payloads.engine
+    with engine.begin() as conn:
+        data = conn.execute(text("SELECT data FROM payloads WHERE hash = :h"), {"h": ref})
+        flipped = bytearray(data.scalar_one())
+        flipped[0] ^= 0x01
+        conn.execute(
+            text("UPDATE payloads SET data = :d WHERE hash = :h"), {"d": bytes(flipped), "h": ref}
+        )
+    report = demo_ledger.verify()
+    check = next(c for c in report.checks if c.name == PAYLOADS)
+    assert not check.passed
+    assert ref in check.examples[0]
+    assert {c.name for c in report.checks if not c.passed} == {PAYLOADS}
+
+
+def test_a_purged_payload_is_not_a_failure(demo_ledger: Ledger) -> None:
+    with demo_ledger.stores.landscape_engine.connect() as conn:
+        ref = conn.execute(text("SELECT request_ref FROM calls LIMIT 1")).scalar_one()
+    assert demo_ledger.payloads.purge([ref]) == 1
+    assert demo_ledger.verify().passed
+
+
+def test_a_state_forced_back_to_open_is_found(demo_ledger: Ledger) -> None:
+    landscape_sql(
+        demo_ledger,
+        "UPDATE node_states SET status = 'open' WHERE state_id = "
+        "(SELECT MIN(state_id) FROM node_states WHERE status = 'completed')",
+    )
+    assert failed(demo_ledger) == {REBUILD, OPEN}
+
+
+def test_a_rolled_back_position_is_found(demo_ledger: Ledger) -> None:
+    landscape_sql(demo_ledger, "UPDATE projection_positions SET position = position - 5")
+    report = demo_ledger.verify()
+    position = next(c for c in report.checks if c.name == POSITION)
+    assert not position.passed
+    assert "behind the log" in position.examples[0]
+    assert not report.passed
+
+
+def test_a_position_ahead_of_the_log_is_found(demo_ledger: Ledger) -> None:
+    landscape_sql(demo_ledger, "UPDATE projection_positions SET position = position + 5")
+    position = next(c for c in demo_ledger.verify().checks if c.name == POSITION)
+    assert "ahead of the log" in position.examples[0]
