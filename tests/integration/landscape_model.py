@@ -206,13 +206,11 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
     states: list[tuple[str, str, str]] = []
     operations: list[str] = []
     batches: list[str] = []
-    counter = 0
 
     def pick(items: list[Any], n: int) -> Any:
         return items[n % len(items)] if items else None
 
-    for op, a, b in steps:
-        counter += 1
+    for counter, (op, a, b) in enumerate(steps, start=1):
         try:
             if op == "run":
                 runs.append(ledger.begin_run(config={"n": counter}))
