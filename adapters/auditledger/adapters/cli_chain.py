@@ -8,6 +8,7 @@ it can be pointed at a copy of the store. Exit codes: 0 all holds, 1 tampering f
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -50,16 +51,33 @@ def register(app: typer.Typer) -> None:
     app.command("purge")(purge)
 
 
-def seal(store: StoreOption = "sqlite:///audit") -> None:
+def seal(
+    store: StoreOption = "sqlite:///audit",
+    every: Annotated[
+        float | None,
+        typer.Option("--every", min=0.01, help="keep sealing every SECONDS until interrupted"),
+    ] = None,
+) -> None:
     """Extend the hash chain over every event recorded so far."""
+    last = -1
     try:
         with LogSource.open(store) as source:
-            head = source.seal()
+            while True:
+                head = source.seal()
+                if head.position != last:
+                    console.print(
+                        f"sealed up to position {head.position}: {head.chain_hash}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    last = head.position
+                if every is None:
+                    return
+                time.sleep(every)
     except LedgerError as error:
         raise fail(str(error)) from None
-    console.print(
-        f"sealed up to position {head.position}: {head.chain_hash}", highlight=False, soft_wrap=True
-    )
+    except KeyboardInterrupt:
+        return
 
 
 def checkpoint(

@@ -200,14 +200,14 @@ def verify(
     hmac_key_env: HmacEnvOption = None,
 ) -> None:
     """Check the landscape's invariants; exit 0 only if every check passes."""
+    chain_code = 0
+    if chain or checkpoint:  # first: it reads raw bytes, so it reports even undecodable events
+        chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
     with existing_ledger(store, landscape) as ledger:
         if catch_up_first:
             ledger.catch_up()
         report = ledger.verify(diff=diff)
     print_report(report)
-    chain_code = 0
-    if chain or checkpoint:
-        chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
     if not report.passed or chain_code != 0:
         raise typer.Exit(1)
 
