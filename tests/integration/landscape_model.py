@@ -6,6 +6,7 @@ auditledger.projections.landscape, so the tests compare two implementations.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -275,3 +276,57 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
                 ledger.fail_batch(pick(batches, a), error={"e": counter})
         except LedgerError:
             pass
+
+
+@dataclass
+class Scenario:
+    run_id: str
+    states: list[str]
+    batch_id: str
+
+
+def record_scenario(ledger: Ledger) -> Scenario:
+    """A small fixed run: a source operation, four tokens (one retried), a linked batch."""
+    run_id = ledger.begin_run(config={"pipeline": "scenario"})
+    source = ledger.begin_operation(run_id=run_id, node_id="source", operation_type="source_load")
+    ledger.record_call(operation_id=source, call_type="file", request={"path": "in.csv"})
+    ledger.complete_operation(source, output={"rows": 4})
+    states = []
+    for n in range(4):
+        token = f"{run_id[:8]}/tok-{n}"
+        attempt = 0
+        if n == 1:
+            failed = ledger.open_state(
+                run_id=run_id, token_id=token, node_id="classify", step_index=1
+            )
+            ledger.record_call(failed, call_type="llm", request={"n": n}, error={"s": 429})
+            ledger.fail_state(failed, error={"type": "RateLimit"})
+            states.append(failed)
+            attempt = 1
+        state = ledger.open_state(
+            run_id=run_id, token_id=token, node_id="classify", step_index=1, attempt=attempt
+        )
+        ledger.record_call(
+            state, call_type="llm", request={"n": n, "a": attempt}, response={"label": n}
+        )
+        ledger.record_call(
+            state, call_type="llm", request={"n": n, "second": True}, response={"ok": True}
+        )
+        ledger.complete_state(state, output={"label": n})
+        states.append(state)
+    batch = ledger.create_batch(run_id, "summarise")
+    for n in range(3):
+        ledger.add_batch_member(batch, f"{run_id[:8]}/tok-{n}")
+    summarise = ledger.open_state(
+        run_id=run_id, token_id=f"{run_id[:8]}/batch-0", node_id="summarise", step_index=2
+    )
+    ledger.link_batch(batch, summarise)
+    ledger.record_call(
+        summarise, call_type="llm_batch", request={"submit": 3}, response={"status": "in_progress"}
+    )
+    ledger.mark_pending(summarise, reason="provider batch")
+    ledger.complete_state(summarise, output={"summary": "3"})
+    ledger.complete_batch(batch)
+    states.append(summarise)
+    ledger.complete_run(run_id)
+    return Scenario(run_id=run_id, states=states, batch_id=batch)

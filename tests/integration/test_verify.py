@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from landscape_model import record_scenario
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.demo import record_demo_run
 
 REBUILD = "the live landscape equals a fresh rebuild"
 DENSE = "call_index is dense (0, 1, 2, ...) per parent"
@@ -25,7 +25,7 @@ def demo_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledg
     else:
         url = str(request.getfixturevalue("postgres_url"))
     with Ledger.open(url) as ledger:
-        record_demo_run(ledger)
+        record_scenario(ledger)
         ledger.catch_up()
         yield ledger
 
