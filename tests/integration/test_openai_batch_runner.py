@@ -253,3 +253,36 @@ def test_a_made_up_state_id_is_refused_before_anything_is_sent(
         )
     assert memory_ledger.app.recorder.max_notification_id() == before
     assert fake.requests == []
+
+
+def test_a_crash_between_batch_create_and_pending_is_recovered_from_the_ledger_alone(
+    memory_ledger: Ledger, base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = flush(memory_ledger)
+    runner = runner_for(memory_ledger, base_url)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("the engine process died here")
+
+    monkeypatch.setattr(memory_ledger, "mark_pending", crash)
+    with pytest.raises(KeyboardInterrupt):
+        runner.submit(f.batch_id, f.state_id, requests_for(TOKENS))
+    monkeypatch.undo()
+    assert statuses(memory_ledger, f) == ("open", "executing")
+
+    handle = runner.recover(f.batch_id)
+    assert statuses(memory_ledger, f) == ("pending", "executing")
+    assert handle.state_id == f.state_id
+    assert handle.provider_batch_id.startswith("batch-")
+    with pytest.raises(BatchPending):
+        runner.poll(handle)
+    assert runner.poll(handle).status == "completed"
+    assert runner.recover(f.batch_id) == handle
+
+
+def test_a_batch_that_was_never_submitted_has_nothing_to_recover(
+    memory_ledger: Ledger, base_url: str
+) -> None:
+    f = flush(memory_ledger)
+    with pytest.raises(InvalidArgument, match="never submitted"):
+        runner_for(memory_ledger, base_url).recover(f.batch_id)

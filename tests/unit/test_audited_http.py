@@ -167,6 +167,26 @@ def test_a_stream_the_caller_leaves_early_is_recorded_as_truncated_with_its_byte
     assert body_of(ledger, call.response["body"]) == first
 
 
+def test_a_stream_that_breaks_mid_body_is_an_error_call_with_the_bytes_that_arrived(
+    ledger: Ledger, state: str
+) -> None:
+    def stream() -> Iterator[bytes]:
+        yield b"partial"
+        raise httpx.ReadError("connection reset mid-body")
+
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, content=stream()))
+    with (
+        ledger.http_client(state, transport=transport) as client,
+        pytest.raises(httpx.ReadError),
+    ):
+        client.get("https://api.example/big")
+    [call] = calls(ledger, state)
+    assert call.status == "error"
+    assert call.error["type"] == "ReadError"
+    assert call.response["truncated"] is True
+    assert body_of(ledger, call.response["body"]) == b"partial"
+
+
 def test_credential_headers_and_configured_headers_are_redacted_before_hashing(
     ledger: Ledger, state: str
 ) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from .fake_provider import FakeOpenAI
 from .ledger import Ledger
@@ -89,7 +90,9 @@ def record_demo_run(ledger: Ledger) -> DemoRun:
 
 
 def _classify(ledger: Ledger, provider: FakeOpenAI, run_id: str, token: str, text: str) -> str:
-    messages = [{"role": "user", "content": f"Classify this ticket: {text}"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"Classify this ticket: {text}"}
+    ]
     for attempt in range(2):
         state = ledger.open_state(
             run_id=run_id,

@@ -33,8 +33,9 @@ from auditledger.domain.node_state import NodeState
 
 from .canonical import Payload, canonical_json
 from .http import AuditedTransport
-from .http_exchange import CallSink, error_json, redaction_set
+from .http_exchange import CallSink, error_json, is_http_request, redaction_set
 from .openai import summarise_body, summarise_exchange
+from .replay import recorded_calls
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -187,6 +188,38 @@ class OpenAIBatchRunner:
                 data = self._download(client, sink, file_id)
                 lines += [(file_id, line) for line in data.splitlines() if line.strip()]
         return self._settle(handle, batch.status, lines)
+
+    def recover(self, batch_id: str) -> BatchHandle:
+        """The handle of a submitted batch, rebuilt from the ledger alone (the engine lost it,
+        or crashed between batches.create and PENDING); an OPEN state becomes PENDING."""
+        batch = self.ledger.load(Batch, batch_id)
+        if batch.state_id is None:
+            raise InvalidArgument("batch_id", batch_id, "the batch was never submitted")
+        upload = created = None
+        for call in recorded_calls(self.ledger, batch.state_id):
+            if call.status != "success" or not is_http_request(call.request):
+                continue
+            if call.request["method"] == "POST" and call.request["url"].endswith("/files"):
+                upload = call
+            elif call.request["method"] == "POST" and call.request["url"].endswith("/batches"):
+                created = call
+        if upload is None or created is None:
+            raise InvalidArgument(
+                "batch_id", batch_id, "no successful files.create and batches.create recorded"
+            )
+        [part] = [p for p in upload.request["body"].get("parts", []) if p.get("name") == "file"]
+        provider_batch = json.loads(_decoded(self.ledger, created.response))
+        handle = BatchHandle(
+            batch_id=str(batch.id),
+            state_id=str(batch.state_id),
+            provider_batch_id=str(provider_batch["id"]),
+            input_file_id=str(json.loads(_decoded(self.ledger, upload.response))["id"]),
+            input_sha256=str(part["sha256"]),
+            endpoint=str(provider_batch.get("endpoint") or self.endpoint),
+        )
+        if self.ledger.load(NodeState, handle.state_id).status == OPEN:
+            self.ledger.mark_pending(handle.state_id, f"openai batch {handle.provider_batch_id}")
+        return handle
 
     # internals
 
@@ -343,6 +376,11 @@ def _transport_of(client: openai.OpenAI) -> httpx.BaseTransport:
     if not isinstance(transport, httpx.BaseTransport):
         raise InvalidArgument("client", type(client).__name__, "pass transport= explicitly")
     return transport
+
+
+def _decoded(ledger: Ledger, response: Mapping[str, Any]) -> bytes:
+    data = ledger.payload(response["body"]["sha256"])
+    return httpx.Response(200, headers=response["headers"], content=data).content
 
 
 def _parse_line(line: bytes) -> Any:
