@@ -274,7 +274,7 @@ def _json(value: Any) -> httpx.Response:
 
 
 def _error(status: int, message: str) -> httpx.Response:
-    headers = {"retry-after-ms": "1"} if status == 429 else {}
+    headers = {"retry-after-ms": "1"} if status in (429, 500) else {}
     body = {"error": {"message": message, "type": "fake_error", "code": str(status)}}
     return httpx.Response(status, json=body, headers=headers)
 
