@@ -51,14 +51,15 @@ def summarise_exchange(
         return None, {"type": "MalformedResponse", "message": f"undecodable body: {problem}"}
     if content_type.startswith("text/event-stream"):
         return summarise_body(_merge_stream(data), endpoint=endpoint), None
-    if "json" not in content_type:
-        return None, None
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        return None, None  # JSONL, octet-stream, text: recorded, not summarised
     try:
         body = json.loads(data)
     except ValueError as problem:
         return None, {
             "type": "MalformedResponse",
-            "message": f"a {content_type} body that is not JSON: {problem}",
+            "message": f"a {media} body that is not JSON: {problem}",
         }
     if not isinstance(body, dict) or not ("usage" in body or "choices" in body):
         return None, None
