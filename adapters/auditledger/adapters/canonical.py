@@ -1,7 +1,8 @@
 """Canonical JSON (RFC 8785) and its sha256: the only way a JSON value becomes a hash here.
 
-NaN, Infinity, bytes, sets, objects and integers beyond IEEE-754 precision are refused with
-NotCanonical before anything is written, never silently converted.
+NaN, Infinity, bytes, sets, objects, integers beyond IEEE-754 precision and nesting deeper
+than MAX_DEPTH are refused with NotCanonical before anything is written, never silently
+converted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 import rfc8785
 
 from auditledger.domain.errors import NotCanonical
+
+MAX_DEPTH = 256
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ def canonical_json(value: Any, what: str) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as error:
         raise NotCanonical(what, str(error)) from None
+    except RecursionError:
+        raise NotCanonical(what, "nested too deeply for this thread's stack") from None
 
 
 def canonical_text(value: Any, what: str) -> str:
@@ -44,16 +49,18 @@ def canonical_text(value: Any, what: str) -> str:
 
 
 def _refuse_non_json(value: Any, what: str) -> None:
-    stack = [(value, what)]
+    stack = [(value, what, 0)]
     while stack:
-        item, path = stack.pop()
+        item, path, depth = stack.pop()
+        if isinstance(item, (dict, list)) and depth >= MAX_DEPTH:
+            raise NotCanonical(what, f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise NotCanonical(path, f"object key {key!r} is not a string")
-                stack.append((child, f"{path}.{key}"))
+                stack.append((child, f"{path}.{key}", depth + 1))
         elif isinstance(item, list):
-            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
         elif isinstance(item, (bytes, bytearray, memoryview)):
             raise NotCanonical(path, "bytes are not JSON; record raw bytes with store_bytes()")
         elif isinstance(item, str):

@@ -372,6 +372,8 @@ class Ledger(AuditedClients, LandscapeMixin):
         *,
         on_duplicate: Callable[[], LedgerError],
     ) -> None:
+        if payloads and self.app.recorder.select_events(aggregate.id, limit=1):
+            raise on_duplicate()  # refused before its payloads are written
         self.payloads.put_many(payloads)
         try:
             self.app.save(aggregate)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
-from auditledger.domain.errors import PayloadCorrupt, PayloadMissing
+from auditledger.domain.errors import PayloadCorrupt, PayloadMissing, StoreError
 from auditledger.projections.tables import payloads
 
 from .canonical import Payload
@@ -83,6 +85,17 @@ class MemoryPayloadStore(PayloadStore):
         return count
 
 
+@contextmanager
+def _translated(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except SQLAlchemyError as error:
+        raise StoreError(
+            f"{doing} in the payload store: {error.__class__.__name__}: "
+            f"{getattr(error, 'orig', None) or error}"
+        ) from None
+
+
 class SqlPayloadStore(PayloadStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -103,11 +116,11 @@ class SqlPayloadStore(PayloadStore):
             set_={"data": self._insert.excluded.data, "purged_at": None},
             where=payloads.c.data.is_(None),
         )
-        with self.engine.begin() as conn:
+        with _translated("writing payloads"), self.engine.begin() as conn:
             conn.execute(statement, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
-        with self.engine.connect() as conn:
+        with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
             row = conn.execute(
                 select(payloads.c.data, payloads.c.purged_at).where(payloads.c.hash == digest)
             ).first()
@@ -119,7 +132,7 @@ class SqlPayloadStore(PayloadStore):
         keys = list(digests)
         if not keys:
             return 0
-        with self.engine.begin() as conn:
+        with _translated("purging payloads"), self.engine.begin() as conn:
             result = conn.execute(
                 update(payloads)
                 .where(payloads.c.hash.in_(keys), payloads.c.data.is_not(None))
