@@ -46,6 +46,8 @@ from .clients import AuditedClients
 from .event_store import LedgerApplication
 from .ledger_landscape import LandscapeMixin
 from .stores import Stores
+from .units import StaleCopy as _StaleCopy
+from .units import UnitsMixin
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")
@@ -58,23 +60,28 @@ _UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
 }
 
 
-class _StaleCopy(Exception):
-    """The cached parent is behind the store: reload and run the command again."""
-
-
-class Ledger(AuditedClients, LandscapeMixin):
+class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
     MAX_TRIES = 200
 
-    def __init__(self, stores: Stores) -> None:
+    def __init__(self, stores: Stores, *, group_commit: bool = False) -> None:
         self.stores = stores
         self.app: LedgerApplication = stores.application
         self.payloads = stores.payloads
         self._cache = AggregateCache()
+        self._init_write_paths(stores, group_commit=group_commit)
 
     @classmethod
-    def open(cls, url: str = "sqlite:///audit", *, landscape: str | None = None) -> Ledger:
-        """Open (creating if needed) the ledger at a store URL; see settings.StoreSettings."""
-        return cls(Stores.open(url, landscape_url=landscape))
+    def open(
+        cls,
+        url: str = "sqlite:///audit",
+        *,
+        landscape: str | None = None,
+        group_commit: bool = False,
+    ) -> Ledger:
+        """Open (creating if needed) the ledger at a store URL; see settings.StoreSettings.
+
+        group_commit=True: concurrent threads' commands share commits (see units.py)."""
+        return cls(Stores.open(url, landscape_url=landscape), group_commit=group_commit)
 
     @property
     def url(self) -> str:
@@ -124,7 +131,7 @@ class Ledger(AuditedClients, LandscapeMixin):
         input: Any = None,
         attempt: int = 0,
     ) -> str:
-        run = self._load(Run, run_id)
+        run = self._read(Run, run_id)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
         state = NodeState.open(
@@ -169,7 +176,7 @@ class Ledger(AuditedClients, LandscapeMixin):
         input: Any = None,
         operation_id: str | UUID | None = None,
     ) -> str:
-        run = self._load(Run, run_id)
+        run = self._read(Run, run_id)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
         new_id = uuid4() if operation_id is None else self._parse_id(Operation, operation_id)
@@ -269,7 +276,7 @@ class Ledger(AuditedClients, LandscapeMixin):
         *,
         batch_id: str | UUID | None = None,
     ) -> str:
-        run = self._load(Run, run_id)
+        run = self._read(Run, run_id)
         run.require_running()
         new_id = uuid4() if batch_id is None else self._parse_id(Batch, batch_id)
         batch = Batch.create(
@@ -292,7 +299,7 @@ class Ledger(AuditedClients, LandscapeMixin):
 
     def link_batch(self, batch_id: str | UUID, state_id: str | UUID) -> None:
         batch_uuid = self._parse_id(Batch, batch_id)
-        state = self._load(NodeState, state_id)
+        state = self._read(NodeState, state_id)
 
         def link(batch: Batch) -> None:
             batch.link(
@@ -333,7 +340,8 @@ class Ledger(AuditedClients, LandscapeMixin):
     def _reserve_call_key(self, call_id: str, parent: CallParent) -> list[Aggregate]:
         key_id = call_key_id(call_id)
         try:
-            existing: CallKey = self.app.repository.get(key_id)
+            existing = self._unit_view(key_id) or self.app.repository.get(key_id)
+            assert isinstance(existing, CallKey)
         except AggregateNotFoundError:
             return [CallKey.reserve(call_id, parent.id)]
         if existing.parent_id == parent.id:
@@ -374,11 +382,15 @@ class Ledger(AuditedClients, LandscapeMixin):
     ) -> None:
         if payloads and self.app.recorder.select_events(aggregate.id, limit=1):
             raise on_duplicate()  # refused before its payloads are written
-        self.payloads.put_many(payloads)
-        try:
-            self.app.save(aggregate)
-        except IntegrityError:
-            raise on_duplicate() from None
+        unit = self._unit()
+        if unit is not None:
+            self._unit_create(unit, aggregate, list(payloads), on_duplicate)
+            return
+        with self._locks.hold(aggregate.id):
+            try:
+                self._commit([aggregate], list(payloads))
+            except IntegrityError:
+                raise on_duplicate() from None
         self._cache.put(aggregate)
 
     def _change(
@@ -391,6 +403,20 @@ class Ledger(AuditedClients, LandscapeMixin):
         companions: Callable[[A], list[Aggregate]] | None = None,
     ) -> R:
         aggregate_id = self._parse_id(cls, raw_id)
+        unit = self._unit()
+        if unit is not None:
+            return self._unit_change(unit, cls, aggregate_id, command, payloads, companions)
+        with self._locks.hold(aggregate_id):
+            return self._change_alone(cls, aggregate_id, command, payloads, companions)
+
+    def _change_alone(
+        self,
+        cls: type[A],
+        aggregate_id: UUID,
+        command: Callable[[A], R],
+        payloads: Sequence[Payload],
+        companions: Callable[[A], list[Aggregate]] | None,
+    ) -> R:
         fresh = False
         for attempt in range(self.MAX_TRIES):
             aggregate: A | None = None if fresh else self._cache.take(aggregate_id)
@@ -413,9 +439,8 @@ class Ledger(AuditedClients, LandscapeMixin):
             except _StaleCopy:
                 fresh = True
                 continue
-            self.payloads.put_many(payloads)
             try:
-                self.app.save(aggregate, *others)
+                self._commit([aggregate, *others], payloads)
             except IntegrityError:
                 fresh = True
                 time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))

@@ -87,6 +87,10 @@ class StoreSettings:
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_CONNECT_TIMEOUT": "10",
             "POSTGRES_LOCK_TIMEOUT": "60",
+            # the library's recorder, with a commit's payloads in the same transaction
+            "APPLICATION_RECORDER_TOPIC": (
+                "auditledger.adapters.pg_recorder:LedgerPostgresRecorder"
+            ),
         }
 
     def sqlalchemy_url(self, purpose: Literal["payloads", "landscape"]) -> str:

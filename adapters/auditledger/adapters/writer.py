@@ -1,0 +1,53 @@
+"""One write: the payloads and the events of one or more commands, committed together.
+
+Payload bytes are committed no later than the events that reference them: on PostgreSQL in
+the same transaction (one database), elsewhere in one batched insert just before the
+events' transaction (a payload whose events are then refused is a harmless,
+content-addressed orphan). The events of one write are one transaction: all or nothing.
+The library's Application.save is bypassed on purpose: it checks runtime protocols on every
+object and notifies no one we use; the mapper and the recorder are the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+
+from .canonical import Payload
+from .event_store import LedgerApplication
+from .payloads import PayloadStore
+from .pg_recorder import LedgerPostgresRecorder
+
+
+class EventWriter:
+    def __init__(self, app: LedgerApplication, payloads: PayloadStore) -> None:
+        self.app = app
+        self.payloads = payloads
+        recorder = app.recorder
+        self._payloads_in_transaction = isinstance(
+            recorder, LedgerPostgresRecorder
+        ) and not getattr(recorder.datastore, "enable_db_functions", False)
+
+    def stored(self, events: Iterable[Any]) -> list[StoredEvent]:
+        to_stored = self.app.mapper.to_stored_event
+        return [to_stored(event) for event in events]
+
+    def collect(self, aggregates: Iterable[Aggregate]) -> list[StoredEvent]:
+        """Takes the pending events of the aggregates, in order, as stored events."""
+        return self.stored(
+            event for aggregate in aggregates for event in aggregate.collect_events()
+        )
+
+    def write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
+        """Commits; IntegrityError when another writer got to a version first (nothing written)."""
+        if not stored:
+            self.payloads.put_many(payloads)
+            return
+        if self._payloads_in_transaction:
+            self.app.recorder.insert_events(stored, payloads=payloads)
+            return
+        self.payloads.put_many(payloads)
+        self.app.recorder.insert_events(stored)
