@@ -41,9 +41,11 @@ TIMED = ("node_states", "operations")
 
 def utc(moment: datetime) -> datetime:
     """A naive UTC datetime: how both SQLite and the comparisons here see a timestamp."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    if moment.tzinfo is None:
+        return moment
+    if moment.tzinfo is UTC:
+        return moment.replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def duration_ms(started_at: datetime, completed_at: datetime) -> float:
