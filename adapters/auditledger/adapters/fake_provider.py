@@ -67,7 +67,9 @@ class FakeOpenAI:
             if fault in ("429", "500"):
                 return _error(int(fault), "rate limited" if fault == "429" else "server error")
             if fault == "malformed":
-                return httpx.Response(200, headers={"content-type": "application/json"}, content=b"{")
+                return httpx.Response(
+                    200, headers={"content-type": "application/json"}, content=b"{"
+                )
             return self._route(request.method, path, request, body)
 
     # routing
