@@ -153,3 +153,24 @@ def test_the_async_client_records_retries_as_dense_calls(
     recorded = calls(memory_ledger, state)
     assert [(c.call_index, c.status) for c in recorded] == [(0, "error"), (1, "success")]
     assert summary_of(memory_ledger, state, 1)["model"] == "m"
+
+
+def test_an_async_stream_is_recorded_whole_once_the_sdk_reaches_done(
+    memory_ledger: Ledger, base_url: str
+) -> None:
+    state = open_state(memory_ledger)
+
+    async def scenario() -> str:
+        async with memory_ledger.async_openai(state, api_key=SECRET, base_url=base_url) as client:
+            stream = await client.chat.completions.create(
+                model="m", messages=PROMPT, stream=True, stream_options={"include_usage": True}
+            )
+            parts = [
+                chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices
+            ]
+            return "".join(parts)
+
+    assert asyncio.run(scenario()) == "urgent"
+    [call] = calls(memory_ledger, state)
+    assert (call.status, call.response["truncated"]) == ("success", False)
+    assert summary_of(memory_ledger, state, 0)["completion_tokens"] == 1
