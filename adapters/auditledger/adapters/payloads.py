@@ -101,6 +101,11 @@ class SqlPayloadStore(PayloadStore):
         self.engine = engine
         dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
         self._insert = dialect.insert(payloads)
+        self._upsert = self._insert.on_conflict_do_update(  # built once: compiled once
+            index_elements=["hash"],
+            set_={"data": self._insert.excluded.data, "purged_at": None},
+            where=payloads.c.data.is_(None),
+        )
 
     def put_many(self, items: Iterable[Payload]) -> None:
         now = datetime.now(UTC)
@@ -111,13 +116,8 @@ class SqlPayloadStore(PayloadStore):
             {"hash": p.digest, "data": p.data, "size": len(p.data), "created_at": now}
             for p in unique.values()
         ]
-        statement = self._insert.on_conflict_do_update(
-            index_elements=["hash"],
-            set_={"data": self._insert.excluded.data, "purged_at": None},
-            where=payloads.c.data.is_(None),
-        )
         with _translated("writing payloads"), self.engine.begin() as conn:
-            conn.execute(statement, rows)
+            conn.execute(self._upsert, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
         with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
