@@ -31,6 +31,13 @@ class LedgerApplication(Application[UUID]):
     def construct_repository(self) -> Repository[UUID]:
         return LedgerRepository(event_store=self.events, snapshot_store=self.snapshots)
 
+    def has_events(self, aggregate_id: UUID) -> bool:
+        """Whether anything was ever recorded under this id."""
+        try:
+            return bool(self.recorder.select_events(aggregate_id, limit=1))
+        except PersistenceError as error:
+            raise StoreError(f"reading {aggregate_id} from the event store: {error}") from None
+
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         try:
             return super().save(*objs, **kwargs)

@@ -380,7 +380,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         *,
         on_duplicate: Callable[[], LedgerError],
     ) -> None:
-        if payloads and self.app.recorder.select_events(aggregate.id, limit=1):
+        if payloads and self.app.has_events(aggregate.id):
             raise on_duplicate()  # refused before its payloads are written
         unit = self._unit()
         if unit is not None:

@@ -129,7 +129,7 @@ class UnitsMixin:
                 self._write(self._writer.stored(unit.events), unit.payloads)
             except IntegrityError:
                 for aggregate_id, on_duplicate in unit.created.items():
-                    if self.app.recorder.select_events(aggregate_id, limit=1):
+                    if self.app.has_events(aggregate_id):
                         raise on_duplicate() from None
                 raise UnitConflict(
                     list(unit.changed), "another writer committed to one of them first"

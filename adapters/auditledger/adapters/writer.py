@@ -14,7 +14,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+
+from auditledger.domain.errors import StoreError
 
 from .canonical import Payload
 from .event_store import LedgerApplication
@@ -42,7 +44,16 @@ class EventWriter:
         )
 
     def write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
-        """Commits; IntegrityError when another writer got to a version first (nothing written)."""
+        """Commits; IntegrityError when another writer got to a version first (nothing written),
+        StoreError when the store fails otherwise (locked, unreachable, dropped)."""
+        try:
+            self._write(stored, payloads)
+        except IntegrityError:
+            raise
+        except PersistenceError as error:
+            raise StoreError(f"writing {len(stored)} events to the event store: {error}") from None
+
+    def _write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
         if not stored:
             self.payloads.put_many(payloads)
             return
