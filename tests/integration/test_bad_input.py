@@ -19,6 +19,7 @@ import pytest
 import rfc8785
 
 from auditledger.adapters import Ledger
+from auditledger.adapters.canonical import Payload
 from auditledger.domain.errors import (
     DuplicateAttempt,
     InvalidArgument,
@@ -479,3 +480,25 @@ def test_payload_bytes_that_no_longer_match_their_hash_are_refused_on_read(
     with pytest.raises(PayloadCorrupt) as raised:
         ledger.payload(ref)
     assert ref in str(raised.value)
+
+
+def test_attachments_must_be_payloads_whose_digest_matches_their_bytes(
+    ledger: Ledger, world: dict[str, str]
+) -> None:
+    request = {"q": "with attachments"}
+    body = b"the raw body"
+    lying = Payload(data=body, digest=hashlib.sha256(b"other bytes").hexdigest())
+    for attachments in ([body], body, [lying], ["text"]):
+        assert_refused(
+            ledger,
+            InvalidArgument,
+            lambda: ledger.record_call(
+                world["state"], call_type="http", request=request, attachments=attachments
+            ),
+            naming="attachments",
+            payloads=(request,),
+        )
+    assert ledger.payloads.status(lying.digest) == "missing"
+    good = Payload.of_bytes(body)
+    ledger.record_call(world["state"], call_type="http", request=request, attachments=[good])
+    assert ledger.payload(good.digest) == body

@@ -14,7 +14,7 @@ from typing import Any
 
 import rfc8785
 
-from auditledger.domain.errors import NotCanonical
+from auditledger.domain.errors import InvalidArgument, NotCanonical
 
 MAX_DEPTH = 256
 _SAFE_INTEGER = 2**53 - 1
@@ -34,6 +34,22 @@ class Payload:
     @classmethod
     def of_json(cls, value: Any, what: str) -> Payload:
         return cls.of_bytes(canonical_json(value, what))
+
+
+def checked_attachments(items: Any) -> list[Payload]:
+    """Attachments are Payloads whose digest is the sha256 of their bytes, or refused."""
+    if isinstance(items, (bytes, bytearray, str, Payload)):
+        raise InvalidArgument("attachments", type(items).__name__, "a sequence of Payloads")
+    checked = list(items)
+    for item in checked:
+        if not isinstance(item, Payload):
+            raise InvalidArgument("attachments", type(item).__name__, "Payload.of_bytes(data)")
+        actual = hashlib.sha256(item.data).hexdigest()
+        if actual != item.digest:
+            raise InvalidArgument(
+                "attachments", item.digest, f"the bytes hash to {actual}, not to this digest"
+            )
+    return checked
 
 
 def canonical_json(value: Any, what: str) -> bytes:

@@ -41,7 +41,7 @@ from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
 
 from .cache import AggregateCache
-from .canonical import Payload, canonical_text
+from .canonical import Payload, canonical_text, checked_attachments
 from .clients import AuditedClients
 from .event_store import LedgerApplication
 from .ledger_landscape import LandscapeMixin
@@ -241,7 +241,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
             summary_json=None if summary is None else canonical_text(summary, "summary"),
             call_id=call_id,
         ).validated()
-        payloads = [request_payload, *attachments]
+        payloads = [request_payload, *checked_attachments(attachments)]
         if response_payload is not None:
             payloads.append(response_payload)
         return self._change(
