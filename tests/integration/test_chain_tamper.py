@@ -65,9 +65,9 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
     engine.dispose()
 
 
-def _verify(url: str, checkpoints=()):  # type: ignore[no-untyped-def]
+def _verify(url: str, checkpoints=(), batch: int = 10_000):  # type: ignore[no-untyped-def]
     with LogSource.open(url) as source:
-        return verify_chain(source, checkpoints)
+        return verify_chain(source, checkpoints, batch=batch)
 
 
 @examples(40)
@@ -111,7 +111,8 @@ def test_a_single_tampering_is_reported_at_its_position_with_what_is_wrong(
     finally:
         raw.close()
     with_checkpoint = kind == "truncated" or data.draw(st.booleans(), label="checkpoint")
-    report = _verify(url, [checkpoint] if with_checkpoint else [])
+    batch = data.draw(st.sampled_from([1, 2, 5, 10_000]), label="read batch")
+    report = _verify(url, [checkpoint] if with_checkpoint else [], batch)
     assert report.finding is not None, f"{kind} at {position} went unnoticed"
     assert (report.finding.position, report.finding.kind) == (position, kind), str(report.finding)
 

@@ -17,8 +17,11 @@ checkpoint over them still checks), never failed for being unsealed.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from auditledger.projections.chain import (
     GENESIS,
@@ -68,27 +71,73 @@ class _Walk:
     # the walk
 
     def run(self, batch: int, until: int | None) -> None:
-        entries = _flatten(self.source.chain_entries(self.prev_position, batch))
-        entry = next(entries, None)
-        for events in self.source.events(self.prev_position, until, batch=batch):
-            statuses = self._payload_statuses(events)
+        entries = _Peekable(_flatten(self.source.chain_entries(self.prev_position, batch)))
+        batches = _prefetched(self._read_batches(batch, until))
+        for events, named, rows in batches:
+            statuses = self._payload_statuses(named, rows)
+            start = self._fast(events, named, statuses, entries)
             seen: set[str] = set()
-            for event in events:
-                while entry is not None and entry.position < event.position:
+            for event, digests in zip(events[start:], named[start:], strict=True):
+                entry = entries.peek()
+                if entry is not None and entry.position < event.position:
                     raise _Broken(self._gone(entry))
                 if entry is None:
                     self._extend(event, None)
                     self.unsealed += 1
                 elif entry.position == event.position:
                     self._extend(event, entry)
-                    entry = next(entries, None)
+                    entries.pop()
                 else:
                     raise _Broken(self._unsealed_event(event, entry))
-                self._check_payloads(event, statuses, seen)
+                if digests:
+                    self._check_payloads(event, digests, statuses, seen)
                 self._check_checkpoints(event.position)
+        entry = entries.peek()
         if entry is not None and (until is None or entry.position <= until):
             raise _Broken(self._gone(entry))
         self._check_truncation()
+
+    def _fast(
+        self,
+        events: list[StoredEvent],
+        named: list[set[str]],
+        statuses: dict[str, str],
+        entries: _Peekable,
+    ) -> int:
+        """The common case in one tight loop: every event sealed, in place, payloads sound.
+
+        Returns how many events of the batch it accepted; the careful walk takes the rest.
+        """
+        last = events[-1].position
+        if self.checkpoints and self.checkpoints[0].position <= last:
+            return 0
+        if any(status != "ok" and status != "purged" for status in statuses.values()):
+            return 0
+        sealed = entries.take_through(last)
+        if len(sealed) != len(events):
+            entries.put_back(sealed)
+            return 0
+        prev, prev_position = self.prev_hash, self.prev_position
+        accepted = 0
+        for event, entry in zip(events, sealed, strict=True):
+            if entry.position != event.position or entry.prev_position != prev_position:
+                break
+            computed = link(
+                prev, event.position, event.topic, event.originator, event.version, event.state
+            )
+            if computed.hex() != entry.chain_hash:
+                break
+            prev, prev_position = computed, event.position
+            accepted += 1
+        entries.put_back(sealed[accepted:])
+        if accepted:
+            self.prev_hash, self.prev_position = prev, prev_position
+            self.sealed_position = prev_position
+            self.events_checked += accepted
+            accepted_digests = {d for digests in named[:accepted] for d in digests}
+            self.payloads_checked += len(accepted_digests)
+            self.payloads_purged += sum(statuses[d] == "purged" for d in accepted_digests)
+        return accepted
 
     def _extend(self, event: StoredEvent, entry: ChainEntry | None) -> None:
         computed = _link(self.prev_hash, event)
@@ -103,9 +152,15 @@ class _Walk:
 
     # payloads
 
-    def _payload_statuses(self, events: Sequence[StoredEvent]) -> dict[str, str]:
-        wanted = list(dict.fromkeys(d for e in events for d in payload_digests(e.state)))
-        rows = self.source.payload_rows(wanted)
+    def _read_batches(self, batch: int, until: int | None) -> Iterator[_Batch]:
+        """The I/O of the walk (events, the digests they name, those payloads' rows)."""
+        for events in self.source.events(self.prev_position, until, batch=batch):
+            named = [payload_digests(event.state) for event in events]
+            wanted = list(dict.fromkeys(d for digests in named for d in digests))
+            yield events, named, self.source.payload_rows(wanted)
+
+    def _payload_statuses(self, named: Sequence[set[str]], rows: _Rows) -> dict[str, str]:
+        wanted = list(dict.fromkeys(d for digests in named for d in digests))
         statuses = {}
         for digest in wanted:
             data, purged = rows.get(digest, (None, False))
@@ -118,8 +173,10 @@ class _Walk:
                 statuses[digest] = "gone" if digest in rows else "missing"
         return statuses
 
-    def _check_payloads(self, event: StoredEvent, statuses: dict[str, str], seen: set[str]) -> None:
-        for digest in sorted(payload_digests(event.state)):
+    def _check_payloads(
+        self, event: StoredEvent, digests: set[str], statuses: dict[str, str], seen: set[str]
+    ) -> None:
+        for digest in sorted(digests):
             if digest in seen:
                 continue
             status = statuses[digest]
@@ -314,6 +371,79 @@ def _link(prev: bytes, event: StoredEvent) -> bytes:
 def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
     for batch in batches:
         yield from batch
+
+
+_Rows = dict[str, tuple[bytes | None, bool]]
+_Batch = tuple[list[StoredEvent], list[set[str]], _Rows]
+T = TypeVar("T")
+
+
+def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """Read ahead in a thread: the database works while this thread hashes."""
+    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not hand_over("item", item):
+                    return
+            hand_over("end", None)
+        except BaseException as error:  # handed to the reading thread
+            hand_over("error", error)
+
+    worker = threading.Thread(target=produce, name="chain-verify-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = ahead.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        worker.join()
+
+
+class _Peekable:
+    """The chain entries, one at a time or in runs, with a way to give some back."""
+
+    def __init__(self, items: Iterator[ChainEntry]) -> None:
+        self._items = items
+        self._back: list[ChainEntry] = []
+
+    def peek(self) -> ChainEntry | None:
+        if not self._back:
+            item = next(self._items, None)
+            if item is None:
+                return None
+            self._back.append(item)
+        return self._back[-1]
+
+    def pop(self) -> None:
+        self.peek()
+        self._back.pop()
+
+    def take_through(self, position: int) -> list[ChainEntry]:
+        taken: list[ChainEntry] = []
+        while (item := self.peek()) is not None and item.position <= position:
+            taken.append(item)
+            self._back.pop()
+        return taken
+
+    def put_back(self, items: list[ChainEntry]) -> None:
+        self._back.extend(reversed(items))
 
 
 def _chain(*parts: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
