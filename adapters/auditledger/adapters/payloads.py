@@ -96,6 +96,13 @@ def _translated(doing: str) -> Iterator[None]:
         ) from None
 
 
+_SQLITE_UPSERT = (
+    "INSERT INTO payloads (hash, data, size, created_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (hash) DO UPDATE SET data = excluded.data, purged_at = NULL "
+    "WHERE payloads.data IS NULL"
+)
+
+
 class SqlPayloadStore(PayloadStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -105,6 +112,11 @@ class SqlPayloadStore(PayloadStore):
             index_elements=["hash"],
             set_={"data": self._insert.excluded.data, "purged_at": None},
             where=payloads.c.data.is_(None),
+        )
+        self._sqlite_when = (
+            payloads.c.created_at.type.bind_processor(engine.dialect)
+            if engine.dialect.name == "sqlite"
+            else None
         )
 
     def put_many(self, items: Iterable[Payload]) -> None:
@@ -117,7 +129,13 @@ class SqlPayloadStore(PayloadStore):
             for p in unique.values()
         ]
         with _translated("writing payloads"), self.engine.begin() as conn:
-            conn.execute(self._upsert, rows)
+            if self._sqlite_when is not None:  # the driver directly: no per-row processing
+                when = self._sqlite_when(now)
+                conn.exec_driver_sql(
+                    _SQLITE_UPSERT, [(r["hash"], r["data"], r["size"], when) for r in rows]
+                )
+            else:
+                conn.execute(self._upsert, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
         with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
