@@ -178,10 +178,12 @@ class LogSource:
         columns = "SELECT hash, data, purged_at FROM payloads WHERE hash"
         for start in range(0, len(digests), 500):
             chunk = list(digests[start : start + 500])
-            if postgres:
-                statement, params = f"{columns} = ANY(%s)", (chunk,)
-            else:
-                statement, params = f"{columns} IN ({','.join('?' * len(chunk))})", chunk
+            params: Sequence[object] = [chunk] if postgres else chunk
+            statement = (
+                f"{columns} = ANY(%s)"
+                if postgres
+                else f"{columns} IN ({','.join('?' * len(chunk))})"
+            )
             for digest, data, purged_at in self._fetch(
                 self.payloads_engine, statement, params, "reading payloads"
             ):

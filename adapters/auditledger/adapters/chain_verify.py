@@ -17,11 +17,8 @@ checkpoint over them still checks), never failed for being unsealed.
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from auditledger.projections.chain import (
     GENESIS,
@@ -72,8 +69,7 @@ class _Walk:
 
     def run(self, batch: int, until: int | None) -> None:
         entries = _Peekable(_flatten(self.source.chain_entries(self.prev_position, batch)))
-        batches = _prefetched(self._read_batches(batch, until))
-        for events, named, rows in batches:
+        for events, named, rows in self._read_batches(batch, until):
             statuses = self._payload_statuses(named, rows)
             start = self._fast(events, named, statuses, entries)
             seen: set[str] = set()
@@ -375,45 +371,6 @@ def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) 
 
 _Rows = dict[str, tuple[bytes | None, bool]]
 _Batch = tuple[list[StoredEvent], list[set[str]], _Rows]
-T = TypeVar("T")
-
-
-def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
-    """Read ahead in a thread: the database works while this thread hashes."""
-    ahead: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def hand_over(kind: str, value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put((kind, value), timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not hand_over("item", item):
-                    return
-            hand_over("end", None)
-        except BaseException as error:  # handed to the reading thread
-            hand_over("error", error)
-
-    worker = threading.Thread(target=produce, name="chain-verify-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = ahead.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        worker.join()
 
 
 class _Peekable:
