@@ -199,3 +199,15 @@ def test_sealing_waits_for_an_insert_still_in_flight_and_never_passes_its_gap(
     late.close()
     assert sealed and _verify(postgres_url).ok
     assert _verify(postgres_url).sealed_position == sealed[0]
+
+
+@pytest.mark.postgres
+def test_a_landscape_rebuild_in_the_same_database_leaves_the_chain_alone(
+    postgres_url: str,
+) -> None:
+    record_history(postgres_url, HISTORY, seed=5)
+    checkpoint = _seal(postgres_url)
+    with Ledger.open(postgres_url) as ledger:
+        ledger.rebuild()
+    report = _verify(postgres_url, [checkpoint])
+    assert report.ok and report.sealed_position == checkpoint.position
