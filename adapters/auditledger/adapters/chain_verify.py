@@ -17,7 +17,7 @@ checkpoint over them still checks), never failed for being unsealed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from auditledger.projections.chain import (
@@ -25,6 +25,7 @@ from auditledger.projections.chain import (
     ChainReport,
     Checkpoint,
     Finding,
+    digests_in,
     link,
     payload_digests,
 )
@@ -69,11 +70,13 @@ class _Walk:
 
     def run(self, batch: int, until: int | None) -> None:
         entries = _Peekable(_flatten(self.source.chain_entries(self.prev_position, batch)))
-        for events, named, rows in self._read_batches(batch, until):
-            statuses = self._payload_statuses(named, rows)
-            start = self._fast(events, named, statuses, entries)
+        for events, wanted, rows in self._read_batches(batch, until):
+            statuses = self._payload_statuses(wanted, rows)
+            start = self._fast(events, wanted, statuses, entries)
             seen: set[str] = set()
-            for event, digests in zip(events[start:], named[start:], strict=True):
+            rest = events[start:]
+            named = [payload_digests(event.state) for event in rest]
+            for event, digests in zip(rest, named, strict=True):
                 entry = entries.peek()
                 if entry is not None and entry.position < event.position:
                     raise _Broken(self._gone(entry))
@@ -96,7 +99,7 @@ class _Walk:
     def _fast(
         self,
         events: list[StoredEvent],
-        named: list[set[str]],
+        wanted: list[str],
         statuses: dict[str, str],
         entries: _Peekable,
     ) -> int:
@@ -130,7 +133,11 @@ class _Walk:
             self.prev_hash, self.prev_position = prev, prev_position
             self.sealed_position = prev_position
             self.events_checked += accepted
-            accepted_digests = {d for digests in named[:accepted] for d in digests}
+            accepted_digests = (
+                set(wanted)
+                if accepted == len(events)
+                else set(digests_in(event.state for event in events[:accepted]))
+            )
             self.payloads_checked += len(accepted_digests)
             self.payloads_purged += sum(statuses[d] == "purged" for d in accepted_digests)
         return accepted
@@ -151,12 +158,10 @@ class _Walk:
     def _read_batches(self, batch: int, until: int | None) -> Iterator[_Batch]:
         """The I/O of the walk (events, the digests they name, those payloads' rows)."""
         for events in self.source.events(self.prev_position, until, batch=batch):
-            named = [payload_digests(event.state) for event in events]
-            wanted = list(dict.fromkeys(d for digests in named for d in digests))
-            yield events, named, self.source.payload_rows(wanted)
+            wanted = list(dict.fromkeys(digests_in(event.state for event in events)))
+            yield events, wanted, self.source.payload_rows(wanted)
 
-    def _payload_statuses(self, named: Sequence[set[str]], rows: _Rows) -> dict[str, str]:
-        wanted = list(dict.fromkeys(d for digests in named for d in digests))
+    def _payload_statuses(self, wanted: list[str], rows: _Rows) -> dict[str, str]:
         statuses = {}
         for digest in wanted:
             data, purged = rows.get(digest, (None, False))
@@ -370,7 +375,7 @@ def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) 
 
 
 _Rows = dict[str, tuple[bytes | None, bool]]
-_Batch = tuple[list[StoredEvent], list[set[str]], _Rows]
+_Batch = tuple[list[StoredEvent], list[str], _Rows]
 
 
 class _Peekable:

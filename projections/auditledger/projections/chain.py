@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
@@ -70,6 +71,12 @@ def link(
 def payload_digests(state: bytes) -> set[str]:
     """The payload digests an event's stored state names (fields ending _hash or _ref)."""
     return {match.decode("ascii") for match in _DIGEST_FIELD.findall(state)}
+
+
+def digests_in(states: Iterable[bytes]) -> list[str]:
+    """Every payload digest the given states name, in order, repeats included."""
+    joined = b"\x00".join(states)
+    return [match.decode("ascii") for match in _DIGEST_FIELD.findall(joined)]
 
 
 FindingKind = Literal[
