@@ -30,7 +30,7 @@ from auditledger.projections.chain import (
     payload_digests,
 )
 
-from .chain_store import ChainEntry, LogSource, StoredEvent
+from .chain_store import ChainEntry, LogSource, StoredEvent, no_cyclic_gc
 
 SignatureCheck = Callable[[Checkpoint], bool]
 
@@ -359,7 +359,8 @@ def verify_chain(
                 )
             )
     try:
-        walk.run(batch, until)
+        with no_cyclic_gc():
+            walk.run(batch, until)
     except _Broken as broken:
         return walk.report(broken.finding)
     return walk.report(None)
