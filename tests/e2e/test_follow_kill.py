@@ -62,7 +62,7 @@ def test_a_follower_killed_at_random_moments_resumes_exactly_once(url: str, tmp_
     chance = random.Random(os.getpid())
     outputs: list[Path] = []
     try:
-        for round_ in range(6):
+        for round_ in range(4):
             out = tmp_path / f"follow-{round_}.out"
             outputs.append(out)
             with out.open("w") as sink:

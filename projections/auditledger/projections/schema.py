@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, MetaData, Table, inspect
+from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
 
 from auditledger.domain.errors import StoreError
 
@@ -53,24 +53,40 @@ class Landscape:
 
 
 def ensure(engine: Engine, url: str) -> None:
-    """Create the landscape tables if none exist; refuse a landscape of another shape."""
-    with engine.begin() as conn:
-        existing = set(inspect(conn).get_table_names())
-        ours = [t for t in TABLES if t.name in existing]
-        for table in ours:
-            columns = {c["name"] for c in inspect(conn).get_columns(table.name)}
-            wanted = {c.name for c in table.columns}
-            if not wanted <= columns:
-                raise StoreError(
-                    f"landscape at {url}: table {table.name} lacks columns "
-                    f"{', '.join(sorted(wanted - columns))}; this is not a landscape schema "
-                    "this version knows (rebuild into a fresh landscape URL)"
-                )
-        if ours and len(ours) != len(TABLES):
-            missing = sorted(t.name for t in TABLES if t.name not in existing)
+    """Create the landscape tables if none exist; refuse a landscape of another shape.
+
+    Serialised across processes (SQLite: the write lock; PostgreSQL: an advisory lock), as
+    two concurrent CREATE TABLE IF NOT EXISTS can collide on PostgreSQL's catalog.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+        _ensure(conn, url)
+        conn.commit()
+
+
+SCHEMA_LOCK = 0x6175646974  # "audit": the advisory lock key for creating the landscape
+
+
+def _ensure(conn: Connection, url: str) -> None:
+    existing = set(inspect(conn).get_table_names())
+    ours = [t for t in TABLES if t.name in existing]
+    for table in ours:
+        columns = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        wanted = {c.name for c in table.columns}
+        if not wanted <= columns:
             raise StoreError(
-                f"landscape at {url}: tables {', '.join(missing)} are missing beside "
-                f"{', '.join(sorted(t.name for t in ours))}; this is not a landscape schema "
-                "this version knows"
+                f"landscape at {url}: table {table.name} lacks columns "
+                f"{', '.join(sorted(wanted - columns))}; this is not a landscape schema "
+                "this version knows (rebuild into a fresh landscape URL)"
             )
-        Landscape.live().create(conn)
+    if ours and len(ours) != len(TABLES):
+        missing = sorted(t.name for t in TABLES if t.name not in existing)
+        raise StoreError(
+            f"landscape at {url}: tables {', '.join(missing)} are missing beside "
+            f"{', '.join(sorted(t.name for t in ours))}; this is not a landscape schema "
+            "this version knows"
+        )
+    Landscape.live().create(conn)
