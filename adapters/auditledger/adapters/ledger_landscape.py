@@ -25,6 +25,7 @@ from auditledger.projections.runner import Progress, Projector
 from auditledger.projections.verify import VerifyReport, verify
 
 from .event_store import LedgerApplication
+from .payloads import PayloadStore
 from .stores import Stores
 
 _CREATING = threading.Lock()
@@ -71,7 +72,7 @@ def parse_until(value: str | int | datetime | None) -> int | datetime | None:
 class LandscapeMixin:
     stores: Stores
     app: LedgerApplication
-    payloads: Any
+    payloads: PayloadStore
 
     def catch_up(self, chunk_size: int = 1000, *, progress: Progress | None = None) -> int:
         """Apply every event recorded so far to the landscape; returns how many."""
