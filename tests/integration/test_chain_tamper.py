@@ -10,12 +10,11 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from chain_support import RawStore, Token, record_history
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 from auditledger.adapters.chain_store import LogSource
 from auditledger.adapters.chain_verify import verify_chain
@@ -51,18 +50,21 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
         yield lambda: f"sqlite:///{tmp_path}/store-{next(counter)}"
         return
     url = str(request.getfixturevalue("postgres_url"))
-    engine = create_engine("postgresql+psycopg://" + url.split("://", 1)[1], poolclass=NullPool)
+    server, base = url.rsplit("/", 1)
+    counter = itertools.count()
+    created: list[str] = []
 
-    def reset() -> str:
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE IF EXISTS chain"))
-            for table in ("auditledger_events", "payloads"):
-                if conn.execute(text("SELECT to_regclass(:t)"), {"t": table}).scalar():
-                    conn.execute(text(f"TRUNCATE {table} RESTART IDENTITY"))
-        return url
+    def fresh() -> str:
+        name = f"{base}_{next(counter)}"
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        return f"{server}/{name}"
 
-    yield reset
-    engine.dispose()
+    yield fresh
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        for name in created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _verify(url: str, checkpoints=(), batch: int = 10_000):  # type: ignore[no-untyped-def]
@@ -70,7 +72,7 @@ def _verify(url: str, checkpoints=(), batch: int = 10_000):  # type: ignore[no-u
         return verify_chain(source, checkpoints, batch=batch)
 
 
-@examples(40)
+@examples(30)
 @given(history=tokens, seed=st.integers(0, 1000), data=st.data())
 def test_a_single_tampering_is_reported_at_its_position_with_what_is_wrong(
     fresh_store: Callable[[], str], history: list[Token], seed: int, data: st.DataObject

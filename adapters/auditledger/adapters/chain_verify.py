@@ -17,6 +17,7 @@ checkpoint over them still checks), never failed for being unsealed.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ class _Walk:
     # the walk
 
     def run(self, batch: int, until: int | None) -> None:
-        entries = _Peekable(_flatten(self.source.chain_entries(self.prev_position, batch)))
+        entries = _Peekable(self.source.chain_entries(self.prev_position, batch))
         for events, wanted, rows in self._read_batches(batch, until):
             statuses = self._payload_statuses(wanted, rows)
             start = self._fast(events, wanted, statuses, entries)
@@ -380,33 +381,47 @@ _Batch = tuple[list[StoredEvent], list[str], _Rows]
 
 
 class _Peekable:
-    """The chain entries, one at a time or in runs, with a way to give some back."""
+    """The chain entries in log order: one at a time or in runs, with a way to give back."""
 
-    def __init__(self, items: Iterator[ChainEntry]) -> None:
-        self._items = items
-        self._back: list[ChainEntry] = []
+    def __init__(self, batches: Iterator[list[ChainEntry]]) -> None:
+        self._batches = batches
+        self._buffer: list[ChainEntry] = []
+        self._index = 0
+
+    def _fill(self) -> bool:
+        while self._index >= len(self._buffer):
+            batch = next(self._batches, None)
+            if batch is None:
+                return False
+            self._buffer, self._index = batch, 0
+        return True
 
     def peek(self) -> ChainEntry | None:
-        if not self._back:
-            item = next(self._items, None)
-            if item is None:
-                return None
-            self._back.append(item)
-        return self._back[-1]
+        return self._buffer[self._index] if self._fill() else None
 
     def pop(self) -> None:
-        self.peek()
-        self._back.pop()
+        if self._fill():
+            self._index += 1
 
     def take_through(self, position: int) -> list[ChainEntry]:
         taken: list[ChainEntry] = []
-        while (item := self.peek()) is not None and item.position <= position:
-            taken.append(item)
-            self._back.pop()
+        while self._fill():
+            start = self._index
+            end = bisect_right(self._buffer, position, lo=start, key=_position)
+            taken.extend(self._buffer[start:end])
+            self._index = end
+            if end < len(self._buffer):
+                break
         return taken
 
     def put_back(self, items: list[ChainEntry]) -> None:
-        self._back.extend(reversed(items))
+        if items:
+            self._buffer = items + self._buffer[self._index :]
+            self._index = 0
+
+
+def _position(entry: ChainEntry) -> int:
+    return entry.position
 
 
 def _chain(*parts: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
