@@ -90,24 +90,6 @@ class Projector:
                     break
         return applied
 
-    def follow(
-        self,
-        wait: Callable[[float], None],
-        should_stop: Callable[[], bool],
-        *,
-        chunk_size: int = 1000,
-        poll_seconds: float = 1.0,
-        progress: Progress | None = None,
-    ) -> int:
-        """Keep applying events as they arrive until `should_stop()`; `wait` may wake early."""
-        applied = 0
-        while not should_stop():
-            count = self.catch_up(chunk_size, progress=progress)
-            applied += count
-            if count == 0:
-                wait(poll_seconds)
-        return applied
-
     def _chunk(
         self, conn: Connection, limit: int, stop: int | None, until_time: datetime | None
     ) -> tuple[int, int, bool]:
