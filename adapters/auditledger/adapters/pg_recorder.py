@@ -36,7 +36,20 @@ INSERT_PAYLOADS = SQL(
 )
 
 
+SCHEMA_LOCK = 0x6175646974  # pg_advisory_lock key: one process creates the schema at a time
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    def create_table(self) -> None:
+        """The library's schema creation, one process at a time: it replaces its insert
+        function on every start, and two at once fail with 'tuple concurrently updated'."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._insert_binary = SQL(
