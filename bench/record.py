@@ -290,11 +290,15 @@ def _writer_process(
 ) -> None:
     from auditledger.adapters import Ledger
 
-    with Ledger.open(url, group_commit=(mode == "group")) as ledger:
-        gate.wait()
-        started = time.perf_counter()
-        facts, _ = run_workload(ledger, mode, tokens, run_id=run_id, prefix=f"w{index}-")
-        out.put((facts, started, time.perf_counter()))
+    try:
+        with Ledger.open(url, group_commit=(mode == "group")) as ledger:
+            gate.wait()
+            started = time.perf_counter()
+            facts, _ = run_workload(ledger, mode, tokens, run_id=run_id, prefix=f"w{index}-")
+            out.put((facts, started, time.perf_counter()))
+    except BaseException as error:
+        gate.abort()
+        out.put(f"writer {index}: {type(error).__name__}: {error}")
 
 
 def writers(counts: list[int], mode: str = "unit", tokens: int = 2000) -> list[dict[str, Any]]:
@@ -321,6 +325,9 @@ def writers(counts: list[int], mode: str = "unit", tokens: int = 2000) -> list[d
             done = [out.get(timeout=900) for _ in procs]
             for proc in procs:
                 proc.join()
+            failed = [d for d in done if isinstance(d, str)]
+            if failed:
+                raise SystemExit("; ".join(failed))
         facts = sum(d[0] for d in done)
         wall = max(d[2] for d in done) - min(d[1] for d in done)
         results.append(
