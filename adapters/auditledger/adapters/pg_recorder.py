@@ -63,11 +63,11 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if self.datastore.enable_db_functions or not stored_events:
-            return super().insert_events(stored_events, **kwargs)
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
         with self.datastore.get_connection() as conn:
             assert conn.autocommit
             failure: BaseException | None = None
-            ids: Sequence[int] | None = None
             with conn.pipeline() as pipeline, conn.cursor() as control, conn.cursor() as insert:
                 try:
                     control.execute("BEGIN")
