@@ -114,7 +114,7 @@ class SqlPayloadStore(PayloadStore):
             where=payloads.c.data.is_(None),
         )
         self._sqlite_when = (
-            payloads.c.created_at.type.bind_processor(engine.dialect)
+            payloads.c.created_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
             if engine.dialect.name == "sqlite"
             else None
         )
