@@ -49,9 +49,33 @@ class EventWriter:
         try:
             self._write(stored, payloads)
         except IntegrityError:
+            if self._landed(stored):
+                return
             raise
         except PersistenceError as error:
             raise StoreError(f"writing {len(stored)} events to the event store: {error}") from None
+
+    def _landed(self, stored: Sequence[StoredEvent]) -> bool:
+        """Whether exactly these events are already in the log.
+
+        The recorder retries a write whose connection broke; when the first try had in fact
+        committed, the retry conflicts with its own events. Treating that as a conflict would
+        make the Ledger run the command again and record the same call twice. Event bytes
+        carry a microsecond timestamp, so another writer's event never matches ours.
+        """
+        select = self.app.recorder.select_events
+        for event in stored:
+            found = select(
+                event.originator_id,
+                gt=event.originator_version - 1,
+                lte=event.originator_version,
+            )
+            if not found or (found[0].topic, bytes(found[0].state)) != (
+                event.topic,
+                bytes(event.state),
+            ):
+                return False
+        return True
 
     def _write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
         if not stored:
