@@ -286,9 +286,9 @@ def _state(branch: Tree, state: StateView) -> None:
 
 def _calls(node: Tree, calls: list[CallView]) -> None:
     for call in calls:
-        payloads = f"request {call.request_payload}"
-        if call.response_payload is not None:
-            payloads += f", response {call.response_payload}"
+        payloads = f"request {call.request_payload} sha256:{call.request_hash[:16]}"
+        if call.response_payload is not None and call.response_hash is not None:
+            payloads += f", response {call.response_payload} sha256:{call.response_hash[:16]}"
         line = (
             f"call {call.call_index} {call.call_type} {_status(call.status)}"
             f"{_ms(call.latency_ms)} ({payloads})"

@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from auditledger.domain.errors import InvalidArgument, StoreError
+from auditledger.domain.errors import InvalidArgument, StoreError, UndecodableEvent
 from auditledger.projections import queries, schema
 from auditledger.projections.rebuild import RebuildResult, rebuild
 from auditledger.projections.runner import Progress, Projector
@@ -40,7 +40,18 @@ class LogReader:
 
     def read(self, after: int, limit: int, stop: int | None = None) -> Sequence[tuple[int, Any]]:
         notes = self.recorder.select_notifications(start=after + 1, limit=limit, stop=stop)
-        return [(n.id, self.mapper.to_domain_event(n)) for n in notes]
+        try:
+            return [(n.id, self.mapper.to_domain_event(n)) for n in notes]
+        except Exception:
+            return [(n.id, self._decoded(n)) for n in notes]
+
+    def _decoded(self, note: Any) -> Any:
+        try:
+            return self.mapper.to_domain_event(note)
+        except Exception as error:
+            raise UndecodableEvent(
+                note.id, note.topic, f"{type(error).__name__}: {error}"
+            ) from None
 
     def last_position(self) -> int:
         return int(self.recorder.max_notification_id() or 0)

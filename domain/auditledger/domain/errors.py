@@ -212,3 +212,13 @@ class UnitNesting(LedgerError):
             "a unit of work is already open in this thread: units do not nest, "
             "record inside the open one"
         )
+
+
+class UndecodableEvent(StoreError):
+    def __init__(self, position: int, topic: str, reason: str) -> None:
+        self.position = position
+        self.topic = topic
+        super().__init__(
+            f"the event at position {position} ({topic}) cannot be decoded: {reason}; "
+            "the log may have been altered: run `auditledger verify --chain`"
+        )
