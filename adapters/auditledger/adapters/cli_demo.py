@@ -9,7 +9,6 @@ from rich.table import Table
 
 from .cli_common import StoreOption, console, opened
 from .cli_landscape import print_report
-from .demo import record_demo_run
 
 
 def register(app: typer.Typer) -> None:
@@ -18,10 +17,12 @@ def register(app: typer.Typer) -> None:
 
 def demo(store: StoreOption = "sqlite:///audit") -> None:
     """Record a synthetic pipeline run in the store (default ./audit) and summarise it."""
+    from .demo import record_demo_run  # the demo drives the openai SDK: import it on use
+
     with opened(store) as ledger:
         run = record_demo_run(ledger)
         counts = _count_events(ledger)
-        table = Table(title=f"auditledger demo: run {run.run_id}")
+        table = Table(title="auditledger demo")
         table.add_column("fact")
         table.add_column("count", justify="right")
         for label, topic_part in (
@@ -34,7 +35,7 @@ def demo(store: StoreOption = "sqlite:///audit") -> None:
         ):
             table.add_row(label, str(sum(n for t, n in counts.items() if topic_part in t)))
         console.print(table)
-        console.print(f"store: {ledger.url}")
+        console.print(f"run: {run.run_id}\nstore: {ledger.url}")
         ledger.catch_up()
         report = ledger.verify()
         print_report(report, title="the landscape's invariants (auditledger verify)")

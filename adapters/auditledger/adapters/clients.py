@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 import httpx
-import openai as openai_sdk
 
 from auditledger.domain.errors import InvalidArgument, ParentClosed
 
@@ -23,6 +22,8 @@ from .openai import ends_event_stream, summarise_exchange
 from .replay import AsyncReplayTransport, ReplayCursor, ReplayTransport
 
 if TYPE_CHECKING:
+    import openai as openai_sdk
+
     from .ledger import Ledger
 
 _TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries")
@@ -91,6 +92,8 @@ class AuditedClients:
         **openai_kwargs: Any,
     ) -> openai_sdk.OpenAI:
         """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
+        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+
         sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
         audited = AuditedTransport(sink, redaction_set(redact_headers), transport)
         http_client = openai_sdk.DefaultHttpxClient(transport=audited)
@@ -106,6 +109,8 @@ class AuditedClients:
         call_type: str = "llm",
         **openai_kwargs: Any,
     ) -> openai_sdk.AsyncOpenAI:
+        import openai as openai_sdk  # imported on first use
+
         sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
         audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), transport)
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=audited)
@@ -143,6 +148,8 @@ class AuditedClients:
         **openai_kwargs: Any,
     ) -> openai_sdk.OpenAI:
         """An openai_sdk.OpenAI answered from the ledger; pass the options the recording used."""
+        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+
         cursor = self._cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultHttpxClient(transport=ReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
@@ -156,6 +163,8 @@ class AuditedClients:
         redact_headers: Iterable[str] = (),
         **openai_kwargs: Any,
     ) -> openai_sdk.AsyncOpenAI:
+        import openai as openai_sdk  # imported on first use
+
         cursor = self._cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=AsyncReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
