@@ -11,7 +11,7 @@ import pytest
 from chain_support import RawStore, Token, record_history
 from sqlalchemy import text
 
-from auditledger.adapters import Ledger
+from auditledger.adapters import Ledger, chain_verify
 from auditledger.adapters.chain_store import LogSource
 from auditledger.adapters.chain_verify import verify_chain
 from auditledger.adapters.checkpoints import Key, checkpoint_of
@@ -49,6 +49,32 @@ def test_an_altered_chain_entry_is_told_apart_from_an_altered_event(url: str) ->
     raw.close()
     finding = _verify(url).finding
     assert (finding.position, finding.kind) == (4, "chain-modified")
+
+
+def test_a_log_walked_in_segments_by_worker_processes_gives_the_single_walks_report(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkpoint = _seal(url)
+    segmented = []
+    walk_segments = chain_verify._walk_segments
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        segmented.append(args[2])
+        return walk_segments(*args, **kwargs)
+
+    monkeypatch.setattr(chain_verify, "_walk_segments", spy)
+    parallel = {"workers": 3, "parallel_threshold": 2, "batch": 2}
+    clean = _verify(url, [checkpoint], **parallel)
+    assert clean == _verify(url, [checkpoint], workers=1, batch=2)
+    assert clean.ok and clean.events_checked == checkpoint.position
+    raw = RawStore(url)
+    late = raw.positions()[-2]
+    raw.flip_event_byte(late, 7)
+    raw.close()
+    broken = _verify(url, [checkpoint], **parallel)
+    assert broken == _verify(url, [checkpoint], workers=1, batch=2)
+    assert (broken.finding.position, broken.finding.kind) == (late, "modified")
+    assert len(segmented) == 2 and all(len(starts) == 2 for starts in segmented)
 
 
 def test_payload_bytes_deleted_without_a_purge_are_missing_not_purged(url: str) -> None:

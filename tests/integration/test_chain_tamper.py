@@ -68,8 +68,15 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
 
 
 def _verify(url: str, checkpoints=(), batch: int = 10_000):  # type: ignore[no-untyped-def]
+    """The single walk's report, after checking segments in worker processes give the same."""
     with LogSource.open(url) as source:
-        return verify_chain(source, checkpoints, batch=batch)
+        single = verify_chain(source, checkpoints, batch=batch, workers=1)
+        for workers in (2, 3):
+            segmented = verify_chain(
+                source, checkpoints, batch=batch, workers=workers, parallel_threshold=2
+            )
+            assert segmented == single, f"{workers} workers: {segmented} != {single}"
+        return single
 
 
 @examples(30)
@@ -120,9 +127,11 @@ def test_a_single_tampering_is_reported_at_its_position_with_what_is_wrong(
 
 
 @examples(25)
-@given(history=tokens, later=tokens, seed=st.integers(0, 1000))
+@given(
+    history=tokens, later=tokens, seed=st.integers(0, 1000), batch=st.sampled_from([1, 3, 10_000])
+)
 def test_an_untouched_log_always_verifies_and_an_unsealed_tail_is_only_counted(
-    fresh_store: Callable[[], str], history: list[Token], later: list[Token], seed: int
+    fresh_store: Callable[[], str], history: list[Token], later: list[Token], seed: int, batch: int
 ) -> None:
     url = fresh_store()
     record_history(url, history, seed)
@@ -131,7 +140,7 @@ def test_an_untouched_log_always_verifies_and_an_unsealed_tail_is_only_counted(
     record_history(url, later, seed + 1, prefix="later")
     total = len(RawStore(url).positions())
 
-    report = _verify(url, [checkpoint_of(head)])
+    report = _verify(url, [checkpoint_of(head)], batch)
 
     assert report.finding is None, str(report.finding)
     assert report.events_checked == total

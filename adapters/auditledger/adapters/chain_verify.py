@@ -12,13 +12,23 @@ trusted checkpoint), and stops at the first broken position, saying what is wron
   are gone without a purge. Purged payloads (bytes deleted, hash kept) are counted, not failed.
 Events after the last chain entry are the unsealed tail: counted and recomputed (so a
 checkpoint over them still checks), never failed for being unsealed.
+
+A long sealed log is cut into segments, each a whole number of read batches, walked at once
+in forked worker processes: each segment starts from the chain hash stored at the position
+before its first event, and the segment before must end on exactly that hash. When every
+segment is clean and they join up, their counts add up to the single walk's. Otherwise the
+single walk resumes at the start of the first segment that is not clean (everything before
+it verified and joined), so a finding is always the one the single walk gives, word for word.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from auditledger.projections.chain import (
@@ -34,6 +44,9 @@ from auditledger.projections.chain import (
 from .chain_store import ChainEntry, LogSource, StoredEvent, no_cyclic_gc
 
 SignatureCheck = Callable[[Checkpoint], bool]
+
+PARALLEL_THRESHOLD = 40_000
+"""Sealed events below which one process walks the log (forking costs more than it saves)."""
 
 
 class _Broken(Exception):
@@ -337,11 +350,15 @@ def verify_chain(
     signature_check: SignatureCheck | None = None,
     until: int | None = None,
     batch: int = 10_000,
+    workers: int | None = None,
+    parallel_threshold: int = PARALLEL_THRESHOLD,
 ) -> ChainReport:
     """Recompute the chain and report the first broken position (None when all holds).
 
     From the start, or from a `trusted` checkpoint; every checkpoint given must match the
-    recomputed chain at its position; `until` stops the walk at that position.
+    recomputed chain at its position; `until` stops the walk at that position. With at least
+    `parallel_threshold` sealed events to walk, up to `workers` processes (default: the CPUs
+    this process may use) walk segments of it at once; the report is the same either way.
     """
     start = trusted or Checkpoint(0, GENESIS.hex(), "")
     wanted = sorted(
@@ -361,7 +378,125 @@ def verify_chain(
             )
     try:
         with no_cyclic_gc():
+            segments = _plan(source, walk, until, batch, workers, parallel_threshold)
+            if segments is not None:
+                walk, done = _walk_segments(source, walk, segments, until, batch)
+                if done:
+                    return walk.report(None)
             walk.run(batch, until)
+    except _Broken as broken:
+        return walk.report(broken.finding)
+    return walk.report(None)
+
+
+def _plan(
+    source: LogSource,
+    walk: _Walk,
+    until: int | None,
+    batch: int,
+    workers: int | None,
+    threshold: int,
+) -> list[tuple[int, str]] | None:
+    """Where segments after the first start (position, stored chain hash), or None: one walk."""
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    bound = source.sealed_head().position
+    if until is not None:
+        bound = min(bound, until)
+    if bound <= walk.prev_position:
+        return None
+    count = source.count_events(walk.prev_position, bound)
+    if count < max(threshold, 2):
+        return None
+    batches = -(-count // batch)
+    per = -(-batches // workers) * batch
+    starts: list[tuple[int, str]] = []
+    for k in range(1, workers):
+        if k * per >= count:
+            break
+        position = source.nth_position(walk.prev_position, k * per)
+        entry = None if position is None else source.chain_entry_at(position)
+        if entry is None:
+            return None
+        starts.append((entry.position, entry.chain_hash))
+    return starts or None
+
+
+_Task = tuple[str, str, int, list[Checkpoint], int | None, int]
+
+
+def _walk_segments(
+    source: LogSource,
+    walk: _Walk,
+    later_starts: list[tuple[int, str]],
+    until: int | None,
+    batch: int,
+) -> tuple[_Walk, bool]:
+    """Walk the segments at once; the combined walk and True, or where to resume and False."""
+    starts = [(walk.prev_position, walk.prev_hash.hex()), *later_starts]
+    ends: list[int | None] = [*(position for position, _ in later_starts), until]
+    checkpoints = list(walk.checkpoints)
+    tasks: list[_Task] = [
+        (
+            source.url,
+            chain_hash,
+            position,
+            [
+                c
+                for c in checkpoints
+                if c.position > position and (end is None or c.position <= end)
+            ],
+            end,
+            batch,
+        )
+        for (position, chain_hash), end in zip(starts, ends, strict=True)
+    ]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=len(tasks) - 1, mp_context=context) as pool:
+        futures = [pool.submit(_walk_segment, task) for task in tasks[1:]]
+        first = _walk_segment_of(source, tasks[0])
+        reports = [first, *(future.result() for future in futures)]
+    total = _Walk(source, [], walk.prev_hash, walk.prev_position)
+    total.sealed_position = walk.sealed_position
+    for index, report in enumerate(reports):
+        position, chain_hash = starts[index]
+        following = starts[index + 1] if index + 1 < len(starts) else None
+        joined = following is None or (
+            report.head_position == following[0]
+            and report.head_hash == following[1]
+            and report.sealed_position == following[0]
+            and report.unsealed == 0
+        )
+        if report.finding is not None or not joined:
+            total.checkpoints = [c for c in checkpoints if c.position > position]
+            total.prev_hash, total.prev_position = bytes.fromhex(chain_hash), position
+            total.sealed_position = walk.sealed_position if index == 0 else position
+            return total, False
+        total.events_checked += report.events_checked
+        total.unsealed += report.unsealed
+        total.payloads_checked += report.payloads_checked
+        total.payloads_purged += report.payloads_purged
+        total.checkpoints_checked += report.checkpoints_checked
+        total.prev_hash = bytes.fromhex(report.head_hash)
+        total.prev_position = report.head_position
+        total.sealed_position = report.sealed_position
+    return total, True
+
+
+def _walk_segment(task: _Task) -> ChainReport:
+    """In a worker process: open the store afresh and walk one segment."""
+    with LogSource.open(task[0]) as source, no_cyclic_gc():
+        return _walk_segment_of(source, task)
+
+
+def _walk_segment_of(source: LogSource, task: _Task) -> ChainReport:
+    _, chain_hash, position, checkpoints, until, batch = task
+    walk = _Walk(source, list(checkpoints), bytes.fromhex(chain_hash), position)
+    walk.sealed_position = position
+    try:
+        walk.run(batch, until)
     except _Broken as broken:
         return walk.report(broken.finding)
     return walk.report(None)
