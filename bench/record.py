@@ -482,6 +482,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--open-rss", action="store_true", help="only import + open peak RSS")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    unknown = {b for b in args.backends.split(",") if b} - {"sqlite", "postgres", "memory"}
+    unknown |= {m for m in args.modes.split(",") if m} - {"commit", "unit", "group"}
+    if unknown:
+        parser.error(f"unknown backend or mode: {', '.join(sorted(unknown))}")
     if args.open_rss:
         print(f"import + Ledger.open peak RSS: {open_rss_mb():.1f} MB")
         return
