@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-AUDITLEDGER = str(Path(sys.executable).parent / "auditledger")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AUDITLEDGER, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
+from cli_runner import run_cli as run
 
 
 @pytest.fixture(scope="module")

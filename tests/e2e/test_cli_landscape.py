@@ -5,27 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli as cli
 
 from auditledger.adapters import Ledger
-
-AUDITLEDGER = str(Path(sys.executable).parent / "auditledger")
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [AUDITLEDGER, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
 
 
 def record(url: str) -> tuple[str, str]:

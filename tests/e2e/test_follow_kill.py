@@ -11,17 +11,16 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from cli_runner import AUDITLEDGER
 
 from auditledger.adapters import Ledger
 
-AUDITLEDGER = str(Path(sys.executable).parent / "auditledger")
 APPLIED = re.compile(r"applied (\d+) events; (?:landscape at )?position (\d+)")
 
 

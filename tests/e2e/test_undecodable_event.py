@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import run_cli
 
 from auditledger.adapters import Ledger
 from auditledger.domain.errors import UndecodableEvent
-
-CLI = str(Path(sys.executable).with_name("auditledger"))
 
 
 def _record_and_break(directory: Path) -> None:
@@ -39,12 +37,7 @@ def test_catch_up_over_an_undecodable_event_names_its_position(tmp_path: Path) -
 
 def test_verify_on_an_undecodable_event_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _record_and_break(tmp_path / "ledger")
-    done = subprocess.run(
-        [CLI, "verify", "--catch-up", "--store", f"sqlite:///{tmp_path / 'ledger'}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_cli("verify", "--catch-up", "--store", f"sqlite:///{tmp_path / 'ledger'}")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "position 3" in done.stderr
