@@ -151,14 +151,18 @@ def explain(
                 extra_batches.where(batches.c.run_id == rid) if extra_batches is not None else None
             )
             operations = []
-        state_views = [_state(conn, land, r, availability) for r in run_states]
+        state_views = _state_views(conn, land, list(run_states), availability)
         shown = {s.state_id for s in state_views}
         loose = (
-            [
-                _batch(conn, land, b)
-                for b in conn.execute(scope_batches.order_by(batches.c.created_at))
-                if b.aggregation_state_id not in shown
-            ]
+            _batch_views(
+                conn,
+                land,
+                [
+                    b
+                    for b in conn.execute(scope_batches.order_by(batches.c.created_at))
+                    if b.aggregation_state_id not in shown
+                ],
+            )
             if scope_batches is not None
             else []
         )
@@ -183,75 +187,102 @@ def explain(
     return Explanation(runs=views)
 
 
-def _calls(
-    conn: Connection, land: Landscape, column: str, parent_id: str, availability: Availability
-) -> list[CallView]:
-    calls = land["calls"]
-    rows = conn.execute(
-        select(calls).where(calls.c[column] == parent_id).order_by(calls.c.call_index)
+_CHUNK = 500
+"""Ids per IN (...) list: well under SQLite's bound-parameter limit."""
+
+
+def _grouped(
+    conn: Connection, table: Any, column: str, ids: list[str], order: Any
+) -> dict[str, list[Any]]:
+    """Rows of `table` whose `column` is one of `ids`, grouped by it: one query per chunk."""
+    grouped: dict[str, list[Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        query = select(table).where(table.c[column].in_(chunk)).order_by(table.c[column], order)
+        for row in conn.execute(query):
+            grouped.setdefault(row._mapping[column], []).append(row)
+    return grouped
+
+
+def _call_view(r: Any, availability: Availability) -> CallView:
+    return CallView(
+        call_id=r.call_id,
+        call_index=r.call_index,
+        call_type=r.call_type,
+        status=r.status,
+        latency_ms=r.latency_ms,
+        request_hash=r.request_hash,
+        request_payload=availability(r.request_ref),
+        response_hash=r.response_hash,
+        response_payload=None if r.response_ref is None else availability(r.response_ref),
+        error_json=r.error_json,
+        created_at=r.created_at,
     )
+
+
+def _calls_of(
+    conn: Connection,
+    land: Landscape,
+    column: str,
+    parent_ids: list[str],
+    availability: Availability,
+) -> dict[str, list[CallView]]:
+    calls = land["calls"]
+    rows = _grouped(conn, calls, column, parent_ids, calls.c.call_index)
+    return {parent: [_call_view(r, availability) for r in rs] for parent, rs in rows.items()}
+
+
+def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[BatchView]:
+    members = land["batch_members"]
+    members_of = _grouped(conn, members, "batch_id", [b.batch_id for b in rows], members.c.ordinal)
     return [
-        CallView(
-            call_id=r.call_id,
-            call_index=r.call_index,
-            call_type=r.call_type,
-            status=r.status,
-            latency_ms=r.latency_ms,
-            request_hash=r.request_hash,
-            request_payload=availability(r.request_ref),
-            response_hash=r.response_hash,
-            response_payload=None if r.response_ref is None else availability(r.response_ref),
-            error_json=r.error_json,
-            created_at=r.created_at,
+        BatchView(
+            batch_id=row.batch_id,
+            aggregation_node_id=row.aggregation_node_id,
+            aggregation_state_id=row.aggregation_state_id,
+            attempt=row.attempt,
+            status=row.status,
+            created_at=row.created_at,
+            completed_at=row.completed_at,
+            members=[
+                MemberView(token_id=m.token_id, ordinal=m.ordinal)
+                for m in members_of.get(row.batch_id, [])
+            ],
         )
-        for r in rows
+        for row in rows
     ]
 
 
-def _batch(conn: Connection, land: Landscape, row: Any) -> BatchView:
-    members = land["batch_members"]
-    return BatchView(
-        batch_id=row.batch_id,
-        aggregation_node_id=row.aggregation_node_id,
-        aggregation_state_id=row.aggregation_state_id,
-        attempt=row.attempt,
-        status=row.status,
-        created_at=row.created_at,
-        completed_at=row.completed_at,
-        members=[
-            MemberView(token_id=m.token_id, ordinal=m.ordinal)
-            for m in conn.execute(
-                select(members)
-                .where(members.c.batch_id == row.batch_id)
-                .order_by(members.c.ordinal)
-            )
-        ],
-    )
-
-
-def _state(conn: Connection, land: Landscape, row: Any, availability: Availability) -> StateView:
+def _state_views(
+    conn: Connection, land: Landscape, rows: list[Any], availability: Availability
+) -> list[StateView]:
     batches = land["batches"]
-    executed = conn.execute(
-        select(batches)
-        .where(batches.c.aggregation_state_id == row.state_id)
-        .order_by(batches.c.created_at)
-    )
-    return StateView(
-        state_id=row.state_id,
-        token_id=row.token_id,
-        node_id=row.node_id,
-        step_index=row.step_index,
-        attempt=row.attempt,
-        status=row.status,
-        input_hash=row.input_hash,
-        output_hash=row.output_hash,
-        error_json=row.error_json,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        duration_ms=row.duration_ms,
-        calls=_calls(conn, land, "state_id", row.state_id, availability),
-        batches=[_batch(conn, land, b) for b in executed],
-    )
+    ids = [row.state_id for row in rows]
+    calls_of = _calls_of(conn, land, "state_id", ids, availability)
+    executed = _grouped(conn, batches, "aggregation_state_id", ids, batches.c.created_at)
+    batch_rows = [b for row in rows for b in executed.get(row.state_id, [])]
+    views_of: dict[str, list[BatchView]] = {}
+    for view in _batch_views(conn, land, batch_rows):
+        views_of.setdefault(view.aggregation_state_id or "", []).append(view)
+    return [
+        StateView(
+            state_id=row.state_id,
+            token_id=row.token_id,
+            node_id=row.node_id,
+            step_index=row.step_index,
+            attempt=row.attempt,
+            status=row.status,
+            input_hash=row.input_hash,
+            output_hash=row.output_hash,
+            error_json=row.error_json,
+            started_at=row.started_at,
+            completed_at=row.completed_at,
+            duration_ms=row.duration_ms,
+            calls=calls_of.get(row.state_id, []),
+            batches=views_of.get(row.state_id, []),
+        )
+        for row in rows
+    ]
 
 
 def _operations(
@@ -260,7 +291,8 @@ def _operations(
     ops = land["operations"]
     rows = conn.execute(
         select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id)
-    )
+    ).all()
+    calls_of = _calls_of(conn, land, "operation_id", [r.operation_id for r in rows], availability)
     return [
         OperationView(
             operation_id=r.operation_id,
@@ -270,7 +302,7 @@ def _operations(
             started_at=r.started_at,
             completed_at=r.completed_at,
             duration_ms=r.duration_ms,
-            calls=_calls(conn, land, "operation_id", r.operation_id, availability),
+            calls=calls_of.get(r.operation_id, []),
         )
         for r in rows
     ]
