@@ -146,6 +146,20 @@ class SqlPayloadStore(PayloadStore):
             return None, False
         return (bytes(row.data) if row.data is not None else None), row.purged_at is not None
 
+    def status(self, digest: str) -> PayloadStatus:
+        """Present, purged or missing, without reading the bytes (explain asks per payload)."""
+        with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
+            row = conn.execute(
+                select(payloads.c.data.is_not(None).label("present"), payloads.c.purged_at).where(
+                    payloads.c.hash == digest
+                )
+            ).first()
+        if row is None:
+            return "missing"
+        if row.present:
+            return "present"
+        return "purged" if row.purged_at is not None else "missing"
+
     def purge(self, digests: Iterable[str]) -> int:
         keys = list(digests)
         if not keys:
