@@ -83,14 +83,23 @@ def fresh_store(backend: str) -> Iterator[str]:
 
 
 def store_sizes(url: str) -> tuple[int | None, int | None]:
-    """(event store bytes, payload store bytes); None where it has no size (memory)."""
+    """(event store bytes, payload store bytes); None where it has no size (memory).
+
+    SQLite keeps the payload table in the events' file: its pages are counted as payloads
+    (dbstat), the rest of the directory's files as the event store."""
     if url.startswith("sqlite"):
+        import sqlite3
+
         directory = Path(url[len("sqlite:///") :])
-
-        def size(stem: str) -> int:
-            return sum(p.stat().st_size for p in directory.glob(f"{stem}.sqlite3*"))
-
-        return size("events"), size("payloads")
+        total = sum(p.stat().st_size for p in directory.glob("*.sqlite3*"))
+        total -= sum(p.stat().st_size for p in directory.glob("landscape.sqlite3*"))
+        with sqlite3.connect(directory / "events.sqlite3") as conn:
+            row = conn.execute(
+                "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'payloads' "
+                "OR name IN (SELECT name FROM sqlite_master WHERE tbl_name = 'payloads')"
+            ).fetchone()
+        conn.close()
+        return total - int(row[0]), int(row[0])
     if url.startswith("postgres"):
         import psycopg
 

@@ -59,7 +59,9 @@ class RawStore:
         if url.startswith("sqlite:///"):
             directory = Path(url[len("sqlite:///") :])
             self.events: Engine = create_engine(f"sqlite:///{directory / 'events.sqlite3'}")
-            self.payloads: Engine = create_engine(f"sqlite:///{directory / 'payloads.sqlite3'}")
+            legacy = directory / "payloads.sqlite3"  # a directory from before one file
+            payload_file = legacy if legacy.exists() else directory / "events.sqlite3"
+            self.payloads: Engine = create_engine(f"sqlite:///{payload_file}")
             self.table, self.pos = "stored_events", "rowid"
         else:
             pg = "postgresql+psycopg://" + url.split("://", 1)[1]

@@ -1,8 +1,8 @@
 """The raw tables tamper evidence reads and writes: the event log, the chain, the payloads.
 
 Needs no Ledger and no running application: point it at a store URL (or a copy of one).
-SQLite: DIR/events.sqlite3 (`stored_events`, position = rowid) holds the chain beside the
-log; DIR/payloads.sqlite3 the payloads. PostgreSQL: one database, `auditledger_events`
+SQLite: DIR/events.sqlite3 (`stored_events`, position = rowid) holds the chain and the
+payloads beside the log (a directory from before that layout: DIR/payloads.sqlite3). PostgreSQL: one database, `auditledger_events`
 (position = notification_id), `chain`, `payloads`.
 
 Sealing follows the log in order and never seals past a position that may still fill: on
@@ -79,7 +79,9 @@ class LogSource:
             if not events_file.is_file():
                 raise StoreError(f"store {url!r}: no event log at {events_file}")
             events = build_engine(f"sqlite:///{events_file.as_posix()}")
-            payload_file = settings.directory / "payloads.sqlite3"
+            if settings.payloads_with_events:
+                return cls(url, events, events, "stored_events", "rowid")
+            payload_file = settings.sqlite_file("payloads")
             payload_engine = build_engine(f"sqlite:///{payload_file.as_posix()}")
             return cls(url, events, payload_engine, "stored_events", "rowid")
         engine = build_engine(settings.postgres_url())

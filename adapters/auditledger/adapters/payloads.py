@@ -96,11 +96,23 @@ def _translated(doing: str) -> Iterator[None]:
         ) from None
 
 
-_SQLITE_UPSERT = (
+SQLITE_UPSERT = (
     "INSERT INTO payloads (hash, data, size, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (hash) DO UPDATE SET data = excluded.data, purged_at = NULL "
     "WHERE payloads.data IS NULL"
 )
+_SQLITE_WHEN = payloads.c.created_at.type.dialect_impl(sqlite.dialect()).bind_processor(
+    sqlite.dialect()
+)
+
+
+def sqlite_payload_rows(items: Iterable[Payload]) -> list[tuple[str, bytes, int, str]]:
+    """Rows for SQLITE_UPSERT, one per digest, in hash order (two writers sharing payloads
+    take their row locks in the same order), stamped with SQLAlchemy's own DateTime form."""
+    unique = sorted({item.digest: item for item in items}.items())
+    assert _SQLITE_WHEN is not None
+    when = _SQLITE_WHEN(datetime.now(UTC))
+    return [(digest, p.data, len(p.data), when) for digest, p in unique]
 
 
 class SqlPayloadStore(PayloadStore):
@@ -113,29 +125,22 @@ class SqlPayloadStore(PayloadStore):
             set_={"data": self._insert.excluded.data, "purged_at": None},
             where=payloads.c.data.is_(None),
         )
-        self._sqlite_when = (
-            payloads.c.created_at.type.dialect_impl(engine.dialect).bind_processor(engine.dialect)
-            if engine.dialect.name == "sqlite"
-            else None
-        )
+        self._sqlite = engine.dialect.name == "sqlite"
 
     def put_many(self, items: Iterable[Payload]) -> None:
-        now = datetime.now(UTC)
         unique = {item.digest: item for item in items}
         if not unique:
             return
-        rows = [
-            {"hash": p.digest, "data": p.data, "size": len(p.data), "created_at": now}
-            for p in unique.values()
-        ]
         with _translated("writing payloads"), self.engine.begin() as conn:
-            if self._sqlite_when is not None:  # the driver directly: no per-row processing
-                when = self._sqlite_when(now)
-                conn.exec_driver_sql(
-                    _SQLITE_UPSERT, [(r["hash"], r["data"], r["size"], when) for r in rows]
-                )
-            else:
-                conn.execute(self._upsert, rows)
+            if self._sqlite:  # the driver directly: no per-row processing
+                conn.exec_driver_sql(SQLITE_UPSERT, sqlite_payload_rows(unique.values()))
+                return
+            now = datetime.now(UTC)
+            rows = [
+                {"hash": p.digest, "data": p.data, "size": len(p.data), "created_at": now}
+                for p in unique.values()
+            ]
+            conn.execute(self._upsert, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
         with _translated(f"reading payload {digest}"), self.engine.connect() as conn:

@@ -2,7 +2,9 @@
 
 - ``memory://``: in-process only (tests, demos).
 - ``sqlite:///PATH`` (``sqlite:////abs/path``): a directory, created if missing, holding
-  ``events.sqlite3`` (the event log), ``payloads.sqlite3`` and ``landscape.sqlite3``.
+  ``events.sqlite3`` (the event log and the payload table, so a write is one transaction)
+  and ``landscape.sqlite3``. A directory made before that layout has its payloads in
+  ``payloads.sqlite3``, and keeps using it.
 - ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
 """
 
@@ -75,6 +77,10 @@ class StoreSettings:
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.directory / "events.sqlite3"),
                 "SQLITE_LOCK_TIMEOUT": "60",
+                # the library's recorder, with a commit's payloads in the same transaction
+                "APPLICATION_RECORDER_TOPIC": (
+                    "auditledger.adapters.sqlite_recorder:LedgerSQLiteRecorder"
+                ),
             }
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -93,12 +99,27 @@ class StoreSettings:
             ),
         }
 
+    @property
+    def payloads_with_events(self) -> bool:
+        """Whether the payload table lives in the event store's own database, so payloads
+        and events commit in one transaction (PostgreSQL; SQLite unless the directory holds
+        a payloads.sqlite3 from before that layout)."""
+        if self.kind == "sqlite":
+            assert self.directory is not None
+            return not (self.directory / "payloads.sqlite3").exists()
+        return self.kind == "postgresql"
+
+    def sqlite_file(self, purpose: Literal["events", "payloads", "landscape"]) -> Path:
+        assert self.directory is not None
+        if purpose == "payloads" and self.payloads_with_events:
+            purpose = "events"
+        return self.directory / f"{purpose}.sqlite3"
+
     def sqlalchemy_url(self, purpose: Literal["payloads", "landscape"]) -> str:
         if self.kind == "memory":
             return "sqlite://"
         if self.kind == "sqlite":
-            assert self.directory is not None
-            return f"sqlite:///{(self.directory / f'{purpose}.sqlite3').as_posix()}"
+            return f"sqlite:///{self.sqlite_file(purpose).as_posix()}"
         return self.postgres_url()
 
     def postgres_url(self) -> str:

@@ -15,6 +15,7 @@ from .engines import build_engine
 from .event_store import LedgerApplication
 from .payloads import MemoryPayloadStore, PayloadStore, SqlPayloadStore
 from .settings import StoreSettings
+from .sqlite_recorder import LedgerSQLiteRecorder
 
 
 @dataclass
@@ -40,6 +41,9 @@ class Stores:
         except BaseException:
             application.close()
             raise
+        recorder = application.recorder
+        if isinstance(recorder, LedgerSQLiteRecorder):
+            recorder.holds_payloads = settings.payloads_with_events
         return cls(
             settings=settings,
             application=application,

@@ -1,8 +1,9 @@
 """One write: the payloads and the events of one or more commands, committed together.
 
-Payload bytes are committed no later than the events that reference them: on PostgreSQL in
-the same transaction (one database), elsewhere in one batched insert just before the
-events' transaction (a payload whose events are then refused is a harmless,
+Payload bytes are committed no later than the events that reference them: on PostgreSQL and
+SQLite in the same transaction (the payload table is in the events' database), elsewhere
+(memory, or a SQLite directory from before that layout) in one batched insert just before
+the events' transaction (a payload whose events are then refused is a harmless,
 content-addressed orphan). The events of one write are one transaction: all or nothing.
 The library's Application.save is bypassed on purpose: it checks runtime protocols on every
 object and notifies no one we use; the mapper and the recorder are the same.
@@ -22,6 +23,7 @@ from .canonical import Payload
 from .event_store import LedgerApplication
 from .payloads import PayloadStore
 from .pg_recorder import LedgerPostgresRecorder
+from .sqlite_recorder import LedgerSQLiteRecorder
 
 
 class EventWriter:
@@ -29,9 +31,10 @@ class EventWriter:
         self.app = app
         self.payloads = payloads
         recorder = app.recorder
-        self._payloads_in_transaction = isinstance(
-            recorder, LedgerPostgresRecorder
-        ) and not getattr(recorder.datastore, "enable_db_functions", False)
+        self._payloads_in_transaction = (
+            isinstance(recorder, LedgerPostgresRecorder)
+            and not getattr(recorder.datastore, "enable_db_functions", False)
+        ) or (isinstance(recorder, LedgerSQLiteRecorder) and recorder.holds_payloads)
 
     def stored(self, events: Iterable[Any]) -> list[StoredEvent]:
         to_stored = self.app.mapper.to_stored_event
