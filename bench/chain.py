@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.sqlite import SQLiteApplicationRecorder
-
 from auditledger.adapters import Ledger
 from auditledger.adapters.chain_store import LogSource
 from auditledger.adapters.chain_verify import verify_chain
 from auditledger.adapters.engines import build_engine
+from auditledger.adapters.settings import StoreSettings
+from auditledger.adapters.sqlite_recorder import LedgerSQLiteRecorder
 from auditledger.projections.chain import GENESIS, link, originator_text
 from auditledger.projections.tables import CHAIN_TABLES, metadata
 
@@ -97,7 +97,7 @@ class _nothing:
         return None
 
 
-class InlineChainRecorder(SQLiteApplicationRecorder):
+class InlineChainRecorder(LedgerSQLiteRecorder):
     """Prototype of the rejected design: the chain computed inside the write transaction."""
 
     def _insert_events(self, c: Any, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -122,6 +122,15 @@ class InlineChainRecorder(SQLiteApplicationRecorder):
         return ids
 
 
+_ledger_env = StoreSettings.event_store_env
+
+
+def _inline_env(settings: StoreSettings) -> dict[str, str]:
+    env = _ledger_env(settings)
+    env["APPLICATION_RECORDER_TOPIC"] = f"{__name__}:InlineChainRecorder"
+    return env
+
+
 def record(directory: Path, tokens: int, mode: str) -> tuple[float, float, int, int]:
     """Writer wall seconds, seconds until all is sealed, facts and events, for one `mode`."""
     url = f"sqlite:///{directory}"
@@ -130,7 +139,7 @@ def record(directory: Path, tokens: int, mode: str) -> tuple[float, float, int, 
         engine = build_engine(f"sqlite:///{directory / 'events.sqlite3'}")
         metadata.create_all(engine, tables=list(CHAIN_TABLES))
         engine.dispose()
-        os.environ["APPLICATION_RECORDER_TOPIC"] = f"{__name__}:InlineChainRecorder"
+        StoreSettings.event_store_env = _inline_env  # type: ignore[method-assign]
     sealer = None
     try:
         with Ledger.open(url) as ledger:
@@ -154,7 +163,7 @@ def record(directory: Path, tokens: int, mode: str) -> tuple[float, float, int, 
                 report = verify_chain(source)
                 assert report.ok and report.unsealed == 0, report
     finally:
-        os.environ.pop("APPLICATION_RECORDER_TOPIC", None)
+        StoreSettings.event_store_env = _ledger_env  # type: ignore[method-assign]
         if sealer is not None:
             sealer.terminate()
             sealer.wait()

@@ -2,8 +2,9 @@
 
 Needs no Ledger and no running application: point it at a store URL (or a copy of one).
 SQLite: DIR/events.sqlite3 (`stored_events`, position = rowid) holds the chain and the
-payloads beside the log (a directory from before that layout: DIR/payloads.sqlite3). PostgreSQL: one database, `auditledger_events`
-(position = notification_id), `chain`, `payloads`.
+payloads beside the log (a directory from before that layout: DIR/payloads.sqlite3).
+PostgreSQL: one database, `auditledger_events` (position = notification_id), `chain`,
+`payloads`.
 
 Sealing follows the log in order and never seals past a position that may still fill: on
 PostgreSQL it first takes a SHARE lock on the event table, which waits for every transaction
