@@ -7,11 +7,18 @@ becomes a StoreError naming what was being done, never a raw library traceback.
 
 from __future__ import annotations
 
+from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application, Repository
-from eventsourcing.persistence import IntegrityError, PersistenceError, Recording
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    PersistenceError,
+    Recording,
+    Transcoder,
+)
 
 import auditledger.domain  # noqa: F401  (registers every explicit event topic)
 from auditledger.domain.errors import StoreError
@@ -25,8 +32,37 @@ class LedgerRepository(Repository[UUID]):
             raise StoreError(f"reading {aggregate_id} from the event store: {error}") from None
 
 
+class LedgerTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, byte for byte, with its C encoder built once.
+
+    json.JSONEncoder.encode builds a new C encoder for every call (and the library calls it
+    for every event); this one is built here, with the same separators, the same
+    `ensure_ascii=False` and the same handler for UUIDs, datetimes and decimals. Events are
+    never circular, so the encoder keeps no markers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._iterencode = (
+            None
+            if c_make_encoder is None
+            else c_make_encoder(
+                None, self._encode_obj, c_encode_basestring, None, ":", ",", False, False, True
+            )
+        )
+
+    def encode(self, obj: Any) -> bytes:
+        if self._iterencode is None:  # a Python without the _json accelerator
+            return super().encode(obj)
+        return "".join(self._iterencode(obj, 0)).encode("utf8")
+
+
 class LedgerApplication(Application[UUID]):
     name = "auditledger"
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = LedgerTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def construct_repository(self) -> Repository[UUID]:
         return LedgerRepository(event_store=self.events, snapshot_store=self.snapshots)
