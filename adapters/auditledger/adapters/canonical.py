@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 
 import rfc8785
@@ -52,10 +53,25 @@ def checked_attachments(items: Any) -> list[Payload]:
     return checked
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"a {type(value).__name__} is not a JSON value")
+
+
+# The C encoder, built once (json.dumps builds one per call): sorted keys, no spaces, no
+# NaN, UTF-8 left as is. No markers: _refuse_non_json has already bounded the depth.
+_encode = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, _not_json, c_encode_basestring, None, ":", ",", True, False, False)
+)
+
+
 def canonical_json(value: Any, what: str) -> bytes:
     if _refuse_non_json(value, what):
         # Same bytes as RFC 8785 for this value (no floats, safe integers, ASCII keys,
         # exact built-in types), from the C encoder: the hot path of every recorded call.
+        if _encode is not None:
+            return "".join(_encode(value, 0)).encode("utf-8")
         return json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")
