@@ -175,6 +175,18 @@ def test_a_recorded_call_carries_its_facts_and_a_generated_call_id() -> None:
     assert event.call_id == generated_call_id(state.id, 0)
 
 
+def test_a_generated_call_id_is_the_name_based_uuid5_of_parent_and_index() -> None:
+    # call ids recorded by earlier versions were str(uuid5(...)): the same text, always
+    from uuid import uuid5
+
+    from auditledger.domain.call_parent import CALL_ID_NAMESPACE
+
+    state = opened()
+    for index in (0, 1, 7, 12_345):
+        expected = str(uuid5(CALL_ID_NAMESPACE, f"{state.id}/{index}"))
+        assert generated_call_id(state.id, index) == expected
+
+
 @pytest.mark.parametrize("status", ["open", "pending"])
 def test_an_open_or_pending_state_accepts_calls(status: str) -> None:
     state = in_status(status)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from hashlib import sha1
 from typing import Any, ClassVar
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -33,6 +34,7 @@ SUCCESS = "success"
 ERROR = "error"
 CALL_STATUSES = frozenset({SUCCESS, ERROR})
 CALL_ID_NAMESPACE = uuid5(NAMESPACE_URL, "auditledger:call")
+_CALL_ID_PREFIX = CALL_ID_NAMESPACE.bytes
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,13 @@ class CallFacts:
 
 
 def generated_call_id(parent_id: UUID, call_index: int) -> str:
-    return str(uuid5(CALL_ID_NAMESPACE, f"{parent_id}/{call_index}"))
+    """str(uuid5(CALL_ID_NAMESPACE, f"{parent_id}/{call_index}")), spelled out (RFC 4122
+    name-based, SHA-1): the same text without building a UUID object, once per call."""
+    digest = bytearray(sha1(_CALL_ID_PREFIX + f"{parent_id}/{call_index}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class CallRecordedEvent(Aggregate.Event):
