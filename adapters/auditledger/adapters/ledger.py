@@ -13,6 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -58,6 +59,12 @@ _UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
     Operation: UnknownOperation,
     Batch: UnknownBatch,
 }
+
+
+@lru_cache(maxsize=4096)
+def _uuid_of(raw: str) -> UUID:
+    """An id as a caller spells it, parsed once: a pipeline passes the same ids many times."""
+    return UUID(raw)
 
 
 class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
@@ -240,7 +247,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
             started_at=started_at,
             summary_json=None if summary is None else canonical_text(summary, "summary"),
             call_id=call_id,
-        ).validated()
+        )  # validated by the parent before its event exists
         payloads = [request_payload, *checked_attachments(attachments)]
         if response_payload is not None:
             payloads.append(response_payload)
@@ -357,7 +364,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         if not isinstance(raw, str):
             raise unknown(raw)
         try:
-            return UUID(raw)
+            return _uuid_of(raw)
         except ValueError:
             raise unknown(raw) from None
 
