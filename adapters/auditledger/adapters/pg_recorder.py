@@ -6,8 +6,10 @@ commit order (a reader never passes a gap that a slower transaction fills later)
 after the payload insert keeps the locked part short. Payload rows go in hash order, so two
 writers sharing payloads cannot deadlock on them.
 
-Cut from the library's path: events go as four binary arrays (it sends one array of a
-composite type in text, escaping every byte of every state on the client), and BEGIN ...
+Cut from the library's path: events go as columns (it sends one array of a composite type
+in text, escaping every byte of every state on the client): topics and states as binary
+arrays, ids and versions as one comma-joined text each (psycopg dumps a list element by
+element in Python; a joined string is one parameter), and BEGIN ...
 COMMIT go in the same pipeline as the inserts, so the whole write is one round trip and the
 table lock is held for the server's work only, never while a client waits for the CPU to
 read a reply (with more writers than cores, that wait is what stopped writers scaling).
@@ -28,9 +30,13 @@ from psycopg.sql import SQL, Identifier
 
 from .canonical import Payload
 
+# Hashes (hex) go as one comma-joined text and sizes are computed by the server: psycopg
+# dumps a list parameter element by element in Python, ~200 us for a unit's 60 payloads
+# as text arrays, ~20 us this way.
 INSERT_PAYLOADS = SQL(
     "INSERT INTO payloads (hash, data, size, created_at) "
-    "SELECT h, d, s, now() FROM unnest(%s::varchar[], %b::bytea[], %s::bigint[]) AS u(h, d, s) "
+    "SELECT h, d, octet_length(d), now() "
+    "FROM unnest(string_to_array(%s, ','), %b::bytea[]) AS u(h, d) "
     "ON CONFLICT (hash) DO UPDATE SET data = EXCLUDED.data, purged_at = NULL "
     "WHERE payloads.data IS NULL"
 )
@@ -54,7 +60,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         super().__init__(*args, **kwargs)
         self._insert_binary = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) "
+            "SELECT * FROM unnest(string_to_array(%s, ',')::uuid[], "
+            "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
@@ -92,8 +99,8 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         curs.execute(
             self._insert_binary,
             (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
+                ",".join([str(e.originator_id) for e in stored_events]),
+                ",".join([str(e.originator_version) for e in stored_events]),
                 [e.topic for e in stored_events],
                 [e.state for e in stored_events],
             ),
@@ -113,10 +120,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         unique = sorted({p.digest: p for p in payloads}.items())
         curs.execute(
             INSERT_PAYLOADS,
-            (
-                [digest for digest, _ in unique],
-                [p.data for _, p in unique],
-                [len(p.data) for _, p in unique],
-            ),
+            (",".join([digest for digest, _ in unique]), [p.data for _, p in unique]),
             prepare=True,
         )
