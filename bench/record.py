@@ -13,7 +13,8 @@ store, one transaction per 100 aggregates, no payloads, no checks.
 
     .venv/bin/python bench/record.py                       # everything, with the targets
     .venv/bin/python bench/record.py --backends sqlite --modes unit --tokens 500
-    .venv/bin/python bench/record.py --writers 1,2,4,8     # PostgreSQL, writer processes
+    .venv/bin/python bench/record.py --writers 1,2,4,8     # PostgreSQL writers, 2,000 tokens each
+    .venv/bin/python bench/record.py --writers 1,4 --writer-tokens 0   # 2,000 tokens shared out
     .venv/bin/python bench/record.py --json ...            # one JSON object per measurement
 
 Importable (the hash-chain bench reuses it): measure(), raw_floor(), writers().
@@ -310,8 +311,14 @@ def _writer_process(
         out.put(f"writer {index}: {type(error).__name__}: {error}")
 
 
-def writers(counts: list[int], mode: str = "unit", tokens: int = 2000) -> list[dict[str, Any]]:
-    """Aggregate facts/s of W writer processes on one PostgreSQL database, W in counts."""
+def writers(
+    counts: list[int], mode: str = "unit", tokens: int = 2000, *, each: bool = True
+) -> list[dict[str, Any]]:
+    """Aggregate facts/s of W writer processes on one PostgreSQL database, W in counts.
+
+    each=True: every writer records `tokens` tokens (many pipelines, each its own workload:
+    the aggregate runs long enough that process start and warm-up do not decide it);
+    each=False: `tokens` shared out between the writers."""
     from auditledger.adapters import Ledger
 
     context = multiprocessing.get_context("spawn")
@@ -322,7 +329,7 @@ def writers(counts: list[int], mode: str = "unit", tokens: int = 2000) -> list[d
                 run_id = ledger.begin_run(config={"bench": "writers", "count": count})
             gate = context.Barrier(count)
             out = context.Queue()
-            share = max(GROUP, tokens // count // GROUP * GROUP)
+            share = tokens if each else max(GROUP, tokens // count // GROUP * GROUP)
             procs = [
                 context.Process(
                     target=_writer_process, args=(url, run_id, mode, share, i, gate, out)
@@ -488,6 +495,12 @@ def main(argv: list[str] | None = None) -> None:
         "--writers", default="1,2,4,8", help="PostgreSQL writer processes to measure ('' to skip)"
     )
     parser.add_argument("--writer-mode", default="unit")
+    parser.add_argument(
+        "--writer-tokens",
+        type=int,
+        default=2000,
+        help="tokens each writer records (0: --tokens shared out between the writers)",
+    )
     parser.add_argument("--open-rss", action="store_true", help="only import + open peak RSS")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -505,13 +518,16 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(measure_in_child(backend, mode, args.tokens))
             if args.json:
                 print(json.dumps(rows[-1]))
-    scale = writers([int(c) for c in args.writers.split(",") if c], args.writer_mode, args.tokens)
+    counts = [int(c) for c in args.writers.split(",") if c]
+    each = args.writer_tokens > 0
+    scale = writers(counts, args.writer_mode, args.writer_tokens or args.tokens, each=each)
     if not args.json:
         print_table(rows)
         if scale:
-            print(
-                f"\nPostgreSQL writer processes ({args.writer_mode}, {args.tokens} tokens in all):"
+            share = (
+                f"{args.writer_tokens} tokens each" if each else f"{args.tokens} tokens in all"
             )
+            print(f"\nPostgreSQL writer processes ({args.writer_mode}, {share}):")
             base = scale[0]["facts_per_s"]
             for s in scale:
                 print(
