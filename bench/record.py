@@ -524,9 +524,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.json:
         print_table(rows)
         if scale:
-            share = (
-                f"{args.writer_tokens} tokens each" if each else f"{args.tokens} tokens in all"
-            )
+            share = f"{args.writer_tokens} tokens each" if each else f"{args.tokens} tokens in all"
             print(f"\nPostgreSQL writer processes ({args.writer_mode}, {share}):")
             base = scale[0]["facts_per_s"]
             for s in scale:

@@ -15,7 +15,7 @@ from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditledger.adapters.event_store import LedgerTranscoder
+from auditledger.adapters.transcoder import LedgerTranscoder
 
 
 def _library() -> JSONTranscoder:
@@ -46,12 +46,49 @@ states = st.dictionaries(
     st.text(),
     st.recursive(
         scalars,
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.text(), children, max_size=4),
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+        ),
         max_leaves=12,
     ),
     max_size=12,
 )
+
+
+flat_states = st.dictionaries(
+    st.text(),
+    st.one_of(
+        scalars,
+        st.floats(),  # NaN, infinities, subnormals, tiny and huge: orjson spells some apart
+        st.integers(min_value=-(2**70), max_value=2**70),  # orjson stops at 64 bits
+        st.datetimes(timezones=st.none() | st.timezones()),
+    ),
+    max_size=16,
+)
+
+
+@given(flat_states)
+def test_the_same_bytes_as_the_library_for_any_flat_event_state(state: dict[str, Any]) -> None:
+    assert _ours().encode(state) == _library().encode(state)
+
+
+def test_the_events_a_state_records_take_the_fast_path_and_keep_the_library_bytes() -> None:
+    from auditledger.domain.call_parent import CallFacts
+    from auditledger.domain.node_state import NodeState
+
+    state = NodeState.open(
+        run_id=UUID(int=7), token_id="t", node_id="n", step_index=0, attempt=0, input_hash=None
+    )
+    digest = "a" * 64
+    state.record_call(
+        CallFacts(call_type="llm", status="success", request_hash=digest, latency_ms=12.5)
+    )
+    state.complete(None)
+    ours = _ours()
+    for event in state.collect_events():
+        event_state = dict(vars(event))
+        assert ours._flat(event_state) is not None, type(event).__name__
+        assert ours.encode(event_state) == _library().encode(event_state)
 
 
 @given(states)
@@ -67,7 +104,7 @@ def test_an_event_state_round_trips() -> None:
         "run_id": UUID("12345678-1234-5678-1234-567812345678"),
         "timestamp": datetime(2026, 11, 23, 15, 0, tzinfo=timezone(timedelta(hours=1))),
         "latency_ms": 12.5,
-        "note": "naïve \u2028 \x00 \"quoted\"",
+        "note": 'naïve \u2028 \x00 "quoted"',
         "amount": Decimal("1.10"),
         "call_index": 3,
         "response_hash": None,

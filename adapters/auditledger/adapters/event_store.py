@@ -7,21 +7,16 @@ becomes a StoreError naming what was being done, never a raw library traceback.
 
 from __future__ import annotations
 
-from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application, Repository
-from eventsourcing.persistence import (
-    IntegrityError,
-    JSONTranscoder,
-    PersistenceError,
-    Recording,
-    Transcoder,
-)
+from eventsourcing.persistence import IntegrityError, PersistenceError, Recording, Transcoder
 
 import auditledger.domain  # noqa: F401  (registers every explicit event topic)
 from auditledger.domain.errors import StoreError
+
+from .transcoder import LedgerTranscoder
 
 
 class LedgerRepository(Repository[UUID]):
@@ -30,30 +25,6 @@ class LedgerRepository(Repository[UUID]):
             return super().get(aggregate_id, **kwargs)
         except PersistenceError as error:
             raise StoreError(f"reading {aggregate_id} from the event store: {error}") from None
-
-
-class LedgerTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, byte for byte, with its C encoder built once.
-
-    json.JSONEncoder.encode builds a new C encoder for every call (and the library calls it
-    for every event); this one is built here, with the same separators, the same
-    `ensure_ascii=False` and the same handler for UUIDs, datetimes and decimals. Events are
-    never circular, so the encoder keeps no markers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._iterencode = (
-            None
-            if c_make_encoder is None
-            else c_make_encoder(
-                None, self._encode_obj, c_encode_basestring, None, ":", ",", False, False, True
-            )
-        )
-
-    def encode(self, obj: Any) -> bytes:
-        if self._iterencode is None:  # a Python without the _json accelerator
-            return super().encode(obj)
-        return "".join(self._iterencode(obj, 0)).encode("utf8")
 
 
 class LedgerApplication(Application[UUID]):
