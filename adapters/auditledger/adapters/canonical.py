@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 
+import orjson
 import rfc8785
 
 from auditledger.domain.errors import InvalidArgument, NotCanonical
@@ -66,10 +67,22 @@ _encode = (
 )
 
 
+def _exact(data: bytes) -> bytes:
+    """A right-sized copy: a bytes object from orjson keeps its working buffer allocated
+    (~4 KB), and payloads are kept (in units, caches and the memory store)."""
+    return memoryview(data).tobytes()
+
+
 def canonical_json(value: Any, what: str) -> bytes:
     if _refuse_non_json(value, what):
         # Same bytes as RFC 8785 for this value (no floats, safe integers, ASCII keys,
-        # exact built-in types), from the C encoder: the hot path of every recorded call.
+        # exact built-in types, valid UTF-8), from orjson with sorted keys (the stdlib's C
+        # encoder where orjson declines, e.g. past its nesting limit): the hot path of
+        # every recorded call.
+        try:
+            return _exact(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+        except orjson.JSONEncodeError:
+            pass
         if _encode is not None:
             return "".join(_encode(value, 0)).encode("utf-8")
         return json.dumps(
