@@ -36,3 +36,13 @@ def test_values_with_floats_still_encode_to_the_rfc_8785_bytes(value: object) ->
 def test_keys_outside_the_basic_plane_sort_by_utf16_code_units_as_rfc_8785_says() -> None:
     value = {"\U0001f600": 1, "\uff61": 2, "a": 3}
     assert canonical_json(value, "v") == '{"a":3,"\U0001f600":1,"\uff61":2}'.encode()
+
+
+def test_a_value_nested_past_the_fast_encoders_limit_still_encodes_to_the_rfc_8785_bytes() -> None:
+    value: list[object] = []
+    inner = value
+    for _ in range(254):  # under MAX_DEPTH (256), past orjson's own nesting limit (253)
+        inner.append([])
+        inner = inner[-1]  # type: ignore[assignment]
+    inner.append({"k": "leaf"})
+    assert canonical_json(value, "v") == rfc8785.dumps(value)
