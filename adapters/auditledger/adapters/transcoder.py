@@ -15,17 +15,18 @@ to the same bytes. Decoding is the library's.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 
 _PLAIN = frozenset({str, int, bool, type(None)})
 _TRANSCODED = frozenset({UUID, datetime, Decimal})
+_ISO_ZONES = (None, UTC)  # where orjson's datetime text is isoformat()'s (a property test)
 
 
 def _exact(data: bytes) -> bytes:
@@ -70,7 +71,15 @@ class LedgerTranscoder(JSONTranscoder):
             if kind in _TRANSCODED and kind in self.types:
                 if flat is None:
                     flat = dict(state)
-                flat[key] = self._encode_obj(value)
+                if (
+                    kind is datetime
+                    and value.tzinfo in _ISO_ZONES
+                    and type(self.types[datetime]) is DatetimeAsISO
+                ):
+                    # orjson writes datetime.isoformat()'s text itself: no Python call
+                    flat[key] = {"_type_": self.types[datetime].name, "_data_": value}
+                else:
+                    flat[key] = self._encode_obj(value)
                 continue
             return None
         return state if flat is None else flat
