@@ -94,12 +94,12 @@ def store_sizes(url: str) -> tuple[int | None, int | None]:
         directory = Path(url[len("sqlite:///") :])
         total = sum(p.stat().st_size for p in directory.glob("*.sqlite3*"))
         total -= sum(p.stat().st_size for p in directory.glob("landscape.sqlite3*"))
-        with sqlite3.connect(directory / "events.sqlite3") as conn:
-            row = conn.execute(
+        with sqlite3.connect(directory / "events.sqlite3") as lite:
+            row = lite.execute(
                 "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'payloads' "
                 "OR name IN (SELECT name FROM sqlite_master WHERE tbl_name = 'payloads')"
             ).fetchone()
-        conn.close()
+        lite.close()
         return total - int(row[0]), int(row[0])
     if url.startswith("postgres"):
         import psycopg
@@ -231,6 +231,10 @@ def measure(
         mapped = raw_floor(backend, stored, mapped=True)
         figures["mapped_events_per_s"] = mapped
         figures["of_mapped"] = figures["events_per_s"] / mapped
+        ceiling = domain_ceiling(tokens)["ceiling_events_per_s"]
+        figures["ceiling_events_per_s"] = ceiling
+        figures["ceiling_of_raw"] = ceiling / raw
+        figures["of_ceiling"] = figures["events_per_s"] / ceiling
     return figures
 
 
@@ -290,6 +294,72 @@ def raw_floor(
         finally:
             app.close()
     return len(stored) / wall
+
+
+def domain_ceiling(tokens: int = 2000) -> dict[str, float]:
+    """Events/s the domain alone makes of the workload: the aggregates' commands (the
+    library's Aggregate and event classes, our checks) and the mapper turning each event
+    into a stored event, in memory, with the payload hashes given (no canonical JSON, no
+    hashing, no store, no unit of work). No recording path can be faster than this."""
+    from auditledger.adapters.event_store import LedgerApplication
+    from auditledger.domain.batch import Batch
+    from auditledger.domain.call_parent import CallFacts
+    from auditledger.domain.node_state import NodeState
+    from auditledger.domain.run import Run
+
+    app = LedgerApplication(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    request, response = "a" * 64, "b" * 64
+    started = time.perf_counter()
+    run = Run.start(run_id=uuid.uuid4(), config_json="{}", config_hash=request)
+    events = list(run.collect_events())
+    for group in range(tokens // GROUP):
+        states = []
+        for t in range(group * GROUP, (group + 1) * GROUP):
+            node = NODES[t % len(NODES)] if t % GROUP != GROUP - 1 else NODES[-1]
+            state = NodeState.open(
+                run_id=run.id,
+                token_id=f"tok-{t}",
+                node_id=node,
+                step_index=0,
+                attempt=0,
+                input_hash=None,
+            )
+            for _ in range(CALLS):
+                state.record_call(
+                    CallFacts(
+                        call_type="llm",
+                        status="success",
+                        request_hash=request,
+                        response_hash=response,
+                        latency_ms=12.5,
+                    )
+                )
+            states.append(state)
+        batch = Batch.create(
+            batch_id=uuid.uuid4(), run_id=run.id, aggregation_node_id=NODES[-1], attempt=0
+        )
+        for t in range(group * GROUP, (group + 1) * GROUP):
+            batch.add_member(f"tok-{t}")
+        last = states[-1]
+        batch.link(last.id, run_id=run.id, node_id=last.node_id, state_status=last.status)
+        batch.complete()
+        for state in states:
+            state.complete(None)
+        events.extend(batch.collect_events())
+        for state in states:
+            events.extend(state.collect_events())
+    domain = time.perf_counter() - started
+    to_stored = app.mapper.to_stored_event
+    started = time.perf_counter()
+    for event in events:
+        to_stored(event)
+    mapper = time.perf_counter() - started
+    app.close()
+    return {
+        "events": len(events),
+        "domain_events_per_s": len(events) / domain,
+        "ceiling_events_per_s": len(events) / (domain + mapper),
+    }
 
 
 # PostgreSQL writer processes
@@ -371,9 +441,22 @@ def measure_in_child(backend: str, mode: str, tokens: int) -> dict[str, Any]:
     queue = context.Queue()
     proc = context.Process(target=_child, args=([backend, mode, str(tokens)], queue))
     proc.start()
-    figures = queue.get(timeout=1800)
+    figures: dict[str, Any] = queue.get(timeout=1800)
     proc.join()
     return figures
+
+
+def measure_median(backend: str, mode: str, tokens: int, repeat: int) -> dict[str, Any]:
+    """The measurement `repeat` times, each in a fresh process and store; the run with the
+    median facts/s, carrying every run's facts/s in `samples` (a 2-core machine shared with
+    others moves single figures by up to 1.5x)."""
+    runs = sorted(
+        (measure_in_child(backend, mode, tokens) for _ in range(max(1, repeat))),
+        key=lambda r: r["facts_per_s"],
+    )
+    median = dict(runs[len(runs) // 2])
+    median["samples"] = [r["facts_per_s"] for r in runs]
+    return median
 
 
 def _mb(value: int | None) -> str:
@@ -395,13 +478,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r.get('raw_events_per_s', 0):9.0f} {r.get('of_raw', 0):6.0%} "
             f"{r.get('mapped_events_per_s', 0):9.0f} {r.get('of_mapped', 0):6.0%}"
         )
+    if any(len(r.get("samples", ())) > 1 for r in rows):
+        print("(each row: the median of its runs; facts/s of every run)")
+        for r in rows:
+            runs = " / ".join(f"{x:,.0f}" for x in r["samples"])
+            print(f"  {r['backend']:9} {r['mode']:7} {runs}")
 
 
 def print_targets(rows: list[dict[str, Any]], scale: list[dict[str, Any]]) -> None:
     def find(backend: str, mode: str) -> dict[str, Any] | None:
         return next((r for r in rows if r["backend"] == backend and r["mode"] == mode), None)
 
-    checks: list[tuple[str, str, bool]] = []
+    checks: list[tuple[str, str, bool | None]] = []
     unit = find("sqlite", "unit")
     if unit:
         checks.append(
@@ -417,6 +505,17 @@ def print_targets(rows: list[dict[str, Any]], scale: list[dict[str, Any]]) -> No
                 f"{unit['of_mapped']:.0%}",
                 unit["of_mapped"] >= 0.40,
             )
+        )
+        checks.append(
+            (
+                "  (why) the domain alone (aggregates + mapper, no payloads, no store) makes "
+                f"{unit['ceiling_events_per_s']:,.0f} events/s, of the raw rate",
+                f"{unit['ceiling_of_raw']:.0%}",
+                None,
+            )
+        )
+        checks.append(
+            ("  the unit of work, of that domain-only ceiling", f"{unit['of_ceiling']:.0%}", None)
         )
         checks.append(
             (
@@ -458,7 +557,8 @@ def print_targets(rows: list[dict[str, Any]], scale: list[dict[str, Any]]) -> No
     checks.append(("import + Ledger.open peak RSS < 100 MB", f"{rss:.0f} MB", rss < 100))
     print("\ntargets (measured in this run):")
     for name, value, ok in checks:
-        print(f"  [{'hit' if ok else 'MISS'}] {name}: {value}")
+        mark = "note" if ok is None else "hit" if ok else "MISS"
+        print(f"  [{mark}] {name}: {value}")
 
 
 def open_rss_mb(url: str | None = None) -> float:
@@ -494,6 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--writers", default="1,2,4,8", help="PostgreSQL writer processes to measure ('' to skip)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement; the median is shown"
+    )
     parser.add_argument("--writer-mode", default="unit")
     parser.add_argument(
         "--writer-tokens",
@@ -515,7 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for backend in [b for b in args.backends.split(",") if b]:
         for mode in [m for m in args.modes.split(",") if m]:
-            rows.append(measure_in_child(backend, mode, args.tokens))
+            rows.append(measure_median(backend, mode, args.tokens, args.repeat))
             if args.json:
                 print(json.dumps(rows[-1]))
     counts = [int(c) for c in args.writers.split(",") if c]
