@@ -92,15 +92,15 @@ def store_sizes(url: str) -> tuple[int | None, int | None]:
         import sqlite3
 
         directory = Path(url[len("sqlite:///") :])
-        total = sum(p.stat().st_size for p in directory.glob("*.sqlite3*"))
-        total -= sum(p.stat().st_size for p in directory.glob("landscape.sqlite3*"))
+        files = sum(p.stat().st_size for p in directory.glob("*.sqlite3*"))
+        files -= sum(p.stat().st_size for p in directory.glob("landscape.sqlite3*"))
         with sqlite3.connect(directory / "events.sqlite3") as lite:
             row = lite.execute(
                 "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'payloads' "
                 "OR name IN (SELECT name FROM sqlite_master WHERE tbl_name = 'payloads')"
             ).fetchone()
         lite.close()
-        return total - int(row[0]), int(row[0])
+        return files - int(row[0]), int(row[0])
     if url.startswith("postgres"):
         import psycopg
 
