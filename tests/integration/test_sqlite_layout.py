@@ -85,3 +85,24 @@ def test_a_directory_from_before_keeps_its_payload_file(tmp_path: Path) -> None:
 
     assert "payloads" not in _tables(directory / "events.sqlite3")
     assert request_hash in _payload_hashes(directory / "payloads.sqlite3")
+
+
+def test_the_recorder_returns_the_notification_ids_its_events_took(tmp_path: Path) -> None:
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger'}") as ledger:
+        run_id = ledger.begin_run(config={})
+        state_id = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
+        writer = EventWriter(ledger.app, ledger.payloads)
+        payloads = [Payload.of_json({"q": i}, "r") for i in range(3)]
+        state = ledger.load(NodeState, state_id)
+        for payload in payloads:
+            state.record_call(
+                CallFacts(call_type="llm", status="success", request_hash=payload.digest)
+            )
+        stored = writer.collect([state])
+
+        ids = ledger.app.recorder.insert_events(stored, payloads=payloads)
+
+        notes = ledger.app.recorder.select_notifications(start=1, limit=100)
+        by_id = {n.id: (n.originator_id, n.originator_version) for n in notes}
+        assert [by_id[i] for i in ids] == [(e.originator_id, e.originator_version) for e in stored]
+        assert ids == list(range(ids[0], ids[0] + 3))
