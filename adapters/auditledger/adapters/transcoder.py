@@ -24,15 +24,11 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import DatetimeAsISO, JSONTranscoder
 
+from .canonical import right_sized
+
 _PLAIN = frozenset({str, int, bool, type(None)})
 _TRANSCODED = frozenset({UUID, datetime, Decimal})
 _ISO_ZONES = (None, UTC)  # where orjson's datetime text is isoformat()'s (a property test)
-
-
-def _exact(data: bytes) -> bytes:
-    """A right-sized copy: a bytes object from orjson keeps its working buffer allocated
-    (~4 KB), so 100,000 kept events or payloads would pin ~400 MB instead of ~30 MB."""
-    return memoryview(data).tobytes()
 
 
 class LedgerTranscoder(JSONTranscoder):
@@ -51,7 +47,7 @@ class LedgerTranscoder(JSONTranscoder):
             flat = self._flat(obj)
             if flat is not None:
                 try:
-                    return _exact(orjson.dumps(flat))
+                    return right_sized(orjson.dumps(flat))
                 except orjson.JSONEncodeError:
                     pass  # an integer beyond 64 bits, a lone surrogate: as the library does
         return self._library_encode(obj)
