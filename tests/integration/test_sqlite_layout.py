@@ -38,6 +38,12 @@ def _call(ledger: Ledger, state_id: str, request: Payload) -> NodeState:
     return state
 
 
+def _state_and_writer(ledger: Ledger) -> tuple[str, EventWriter]:
+    run_id = ledger.begin_run(config={})
+    state_id = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
+    return state_id, EventWriter(ledger.app, ledger.payloads)
+
+
 def test_a_new_directory_keeps_payloads_beside_the_events(tmp_path: Path) -> None:
     directory = tmp_path / "ledger"
     with Ledger.open(f"sqlite:///{directory}") as ledger:
@@ -54,9 +60,7 @@ def test_a_new_directory_keeps_payloads_beside_the_events(tmp_path: Path) -> Non
 
 def test_payloads_of_a_refused_write_are_not_kept(tmp_path: Path) -> None:
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger'}") as ledger:
-        run_id = ledger.begin_run(config={})
-        state_id = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-        writer = EventWriter(ledger.app, ledger.payloads)
+        state_id, writer = _state_and_writer(ledger)
         theirs, mine = Payload.of_json({"q": "theirs"}, "r"), Payload.of_json({"q": "mine"}, "r")
         first = writer.collect([_call(ledger, state_id, theirs)])
         second = writer.collect([_call(ledger, state_id, mine)])  # the same call_index
@@ -89,9 +93,7 @@ def test_a_directory_from_before_keeps_its_payload_file(tmp_path: Path) -> None:
 
 def test_the_recorder_returns_the_notification_ids_its_events_took(tmp_path: Path) -> None:
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger'}") as ledger:
-        run_id = ledger.begin_run(config={})
-        state_id = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-        writer = EventWriter(ledger.app, ledger.payloads)
+        state_id, writer = _state_and_writer(ledger)
         payloads = [Payload.of_json({"q": i}, "r") for i in range(3)]
         state = ledger.load(NodeState, state_id)
         for payload in payloads:
@@ -101,6 +103,7 @@ def test_the_recorder_returns_the_notification_ids_its_events_took(tmp_path: Pat
         stored = writer.collect([state])
 
         ids = ledger.app.recorder.insert_events(stored, payloads=payloads)
+        assert ids is not None
 
         notes = ledger.app.recorder.select_notifications(start=1, limit=100)
         by_id = {n.id: (n.originator_id, n.originator_version) for n in notes}
