@@ -91,6 +91,21 @@ def test_a_directory_from_before_keeps_its_payload_file(tmp_path: Path) -> None:
     assert request_hash in _payload_hashes(directory / "payloads.sqlite3")
 
 
+def test_a_payload_file_appearing_later_does_not_move_the_payloads(tmp_path: Path) -> None:
+    # e.g. a writer of an earlier build opening this directory creates payloads.sqlite3
+    directory = tmp_path / "ledger"
+    with Ledger.open(f"sqlite:///{directory}") as ledger:
+        state_id, _ = _state_and_writer(ledger)
+        ledger.record_call(state_id, call_type="llm", request={"q": 1})
+    sqlite3.connect(directory / "payloads.sqlite3").close()
+
+    with Ledger.open(f"sqlite:///{directory}") as ledger:
+        assert ledger.payload(Payload.of_json({"q": 1}, "request").digest) == b'{"q":1}'
+        ledger.record_call(state_id, call_type="llm", request={"q": 2})
+
+    assert Payload.of_json({"q": 2}, "r").digest in _payload_hashes(directory / "events.sqlite3")
+
+
 def test_the_recorder_returns_the_notification_ids_its_events_took(tmp_path: Path) -> None:
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger'}") as ledger:
         state_id, writer = _state_and_writer(ledger)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -102,11 +104,14 @@ class StoreSettings:
     @property
     def payloads_with_events(self) -> bool:
         """Whether the payload table lives in the event store's own database, so payloads
-        and events commit in one transaction (PostgreSQL; SQLite unless the directory holds
-        a payloads.sqlite3 from before that layout)."""
+        and events commit in one transaction: PostgreSQL; SQLite unless the directory is of
+        the earlier layout (a payloads.sqlite3 and no payload table in events.sqlite3). Once
+        events.sqlite3 holds the payload table it decides, whatever files appear later."""
         if self.kind == "sqlite":
             assert self.directory is not None
-            return not (self.directory / "payloads.sqlite3").exists()
+            if not (self.directory / "payloads.sqlite3").exists():
+                return True
+            return _has_payload_table(self.directory / "events.sqlite3")
         return self.kind == "postgresql"
 
     def sqlite_file(self, purpose: Literal["events", "payloads", "landscape"]) -> Path:
@@ -133,3 +138,16 @@ class StoreSettings:
             port=self.port,
             database=self.dbname,
         ).render_as_string(hide_password=False)
+
+
+def _has_payload_table(events_file: Path) -> bool:
+    if not events_file.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(events_file, timeout=60)) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'payloads'"
+            ).fetchone()
+    except sqlite3.Error:
+        return False  # not a database: opening the store says so
+    return row is not None
