@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 
 import orjson
@@ -54,19 +53,6 @@ def checked_attachments(items: Any) -> list[Payload]:
     return checked
 
 
-def _not_json(value: Any) -> Any:
-    raise TypeError(f"a {type(value).__name__} is not a JSON value")
-
-
-# The C encoder, built once (json.dumps builds one per call): sorted keys, no spaces, no
-# NaN, UTF-8 left as is. No markers: _refuse_non_json has already bounded the depth.
-_encode = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, _not_json, c_encode_basestring, None, ":", ",", True, False, False)
-)
-
-
 def right_sized(data: bytes) -> bytes:
     """A right-sized copy of orjson's output: its bytes objects keep their working buffer
     allocated (~4 KB each), so 100,000 kept payloads or events would pin ~400 MB."""
@@ -76,15 +62,12 @@ def right_sized(data: bytes) -> bytes:
 def canonical_json(value: Any, what: str) -> bytes:
     if _refuse_non_json(value, what):
         # Same bytes as RFC 8785 for this value (no floats, safe integers, ASCII keys,
-        # exact built-in types, valid UTF-8), from orjson with sorted keys (the stdlib's C
-        # encoder where orjson declines, e.g. past its nesting limit): the hot path of
-        # every recorded call.
+        # exact built-in types, valid UTF-8), from orjson with sorted keys: the hot path of
+        # every recorded call. The stdlib where orjson declines (past its nesting limit).
         try:
             return right_sized(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
         except orjson.JSONEncodeError:
             pass
-        if _encode is not None:
-            return "".join(_encode(value, 0)).encode("utf-8")
         return json.dumps(
             value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
         ).encode("utf-8")

@@ -8,8 +8,8 @@ objects and goes through orjson (~1 us), whose output for such a state is the li
 own bytes: same key order, same separators, same string escapes, same float digits. What
 orjson would spell differently (floats below 1e-4, NaN, infinities), what it refuses
 (integers beyond 64 bits, lone surrogates) and anything not flat goes through the
-library's encoder instead (with its C encoder built once). A property test holds the two
-to the same bytes. Decoding is the library's.
+library's encoder instead. A property test holds the two to the same bytes. Decoding is
+the library's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
-from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
 from typing import Any
 from uuid import UUID
 
@@ -32,16 +31,6 @@ _ISO_ZONES = (None, UTC)  # where orjson's datetime text is isoformat()'s (a pro
 
 
 class LedgerTranscoder(JSONTranscoder):
-    def __init__(self) -> None:
-        super().__init__()
-        self._iterencode = (
-            None
-            if c_make_encoder is None
-            else c_make_encoder(
-                None, self._encode_obj, c_encode_basestring, None, ":", ",", False, False, True
-            )
-        )
-
     def encode(self, obj: Any) -> bytes:
         if type(obj) is dict:
             flat = self._flat(obj)
@@ -50,7 +39,7 @@ class LedgerTranscoder(JSONTranscoder):
                     return right_sized(orjson.dumps(flat))
                 except orjson.JSONEncodeError:
                     pass  # an integer beyond 64 bits, a lone surrogate: as the library does
-        return self._library_encode(obj)
+        return super().encode(obj)
 
     def _flat(self, state: dict[Any, Any]) -> dict[Any, Any] | None:
         """The state with UUIDs and datetimes as the library writes them, or None when it
@@ -79,8 +68,3 @@ class LedgerTranscoder(JSONTranscoder):
                 continue
             return None
         return state if flat is None else flat
-
-    def _library_encode(self, obj: Any) -> bytes:
-        if self._iterencode is None:  # a Python without the _json accelerator
-            return super().encode(obj)
-        return "".join(self._iterencode(obj, 0)).encode("utf8")
