@@ -46,6 +46,12 @@ SCHEMA_LOCK = 0x6175646974  # pg_advisory_lock key: one process creates the sche
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    @property
+    def holds_payloads(self) -> bool:
+        """Whether insert_events takes a write's payloads into its own transaction (not on
+        the library's DB-function insert path, which this recorder leaves as it is)."""
+        return not self.datastore.enable_db_functions
+
     def create_table(self) -> None:
         """The library's schema creation, one process at a time: it replaces its insert
         function on every start, and two at once fail with 'tuple concurrently updated'."""

@@ -22,19 +22,14 @@ from auditledger.domain.errors import StoreError
 from .canonical import Payload
 from .event_store import LedgerApplication
 from .payloads import PayloadStore
-from .pg_recorder import LedgerPostgresRecorder
-from .sqlite_recorder import LedgerSQLiteRecorder
 
 
 class EventWriter:
     def __init__(self, app: LedgerApplication, payloads: PayloadStore) -> None:
         self.app = app
         self.payloads = payloads
-        recorder = app.recorder
-        self._payloads_in_transaction = (
-            isinstance(recorder, LedgerPostgresRecorder)
-            and not getattr(recorder.datastore, "enable_db_functions", False)
-        ) or (isinstance(recorder, LedgerSQLiteRecorder) and recorder.holds_payloads)
+        # our recorders (pg_recorder, sqlite_recorder) say whether they take the payloads
+        self._payloads_in_transaction = bool(getattr(app.recorder, "holds_payloads", False))
 
     def stored(self, events: Iterable[Any]) -> list[StoredEvent]:
         to_stored = self.app.mapper.to_stored_event
