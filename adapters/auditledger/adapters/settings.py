@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -101,12 +102,13 @@ class StoreSettings:
             ),
         }
 
-    @property
+    @cached_property
     def payloads_with_events(self) -> bool:
         """Whether the payload table lives in the event store's own database, so payloads
         and events commit in one transaction: PostgreSQL; SQLite unless the directory is of
         the earlier layout (a payloads.sqlite3 and no payload table in events.sqlite3). Once
-        events.sqlite3 holds the payload table it decides, whatever files appear later."""
+        events.sqlite3 holds the payload table it decides, whatever files appear later.
+        Looked at once per settings (it reads the directory), so one open decides once."""
         if self.kind == "sqlite":
             assert self.directory is not None
             if not (self.directory / "payloads.sqlite3").exists():
