@@ -1,8 +1,8 @@
 """SQLAlchemy engine factory. Engines are built here, on demand, never at import time.
 
-SQLite connections run with WAL, synchronous=FULL (a commit survives power loss),
-foreign keys enforced and a generous busy timeout, so several processes can share a
-directory.
+PostgreSQL sessions run in UTC. SQLite connections run with WAL, synchronous=FULL (a
+commit survives power loss), foreign keys enforced and a generous busy timeout, so several
+processes can share a directory.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    # The landscape writes naive UTC timestamps into timestamptz columns: a session in the
+    # server's own zone would read them as local time and shift every instant.
+    kwargs.setdefault("connect_args", {"options": "-c timezone=UTC"})
     kwargs.setdefault("pool_size", 4)
     kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", True)
