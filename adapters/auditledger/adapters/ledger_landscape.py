@@ -154,7 +154,7 @@ class LandscapeMixin:
         with land.lock, self._landscape_errors(), land.engine.connect() as conn:
             return queries.explain(
                 conn,
-                self.payloads.status,
+                self.payloads.statuses,
                 state_id=None if state_id is None else str(state_id),
                 token_id=token_id,
                 run_id=None if run_id is None else str(run_id),

@@ -53,6 +53,16 @@ class PayloadStore(ABC):
             return "present"
         return "purged" if purged else "missing"
 
+    def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
+        """(bytes, purged) of each digest, as _read gives them; stores override it with one
+        query per chunk (verify reads every payload a landscape refers to)."""
+        return {digest: self._read(digest) for digest in set(digests)}
+
+    def statuses(self, digests: Iterable[str]) -> dict[str, PayloadStatus]:
+        """status() of each digest; stores override it with one query per chunk, no bytes
+        (explain shows every payload of a run)."""
+        return {digest: self.status(digest) for digest in set(digests)}
+
     def close(self) -> None:
         return None
 
@@ -115,6 +125,12 @@ def sqlite_payload_rows(items: Iterable[Payload]) -> list[tuple[str, bytes, int,
     return [(digest, p.data, len(p.data), when) for digest, p in unique]
 
 
+def _chunks(digests: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    unique = sorted(set(digests))
+    for start in range(0, len(unique), size):
+        yield unique[start : start + size]
+
+
 class SqlPayloadStore(PayloadStore):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -152,18 +168,41 @@ class SqlPayloadStore(PayloadStore):
         return (bytes(row.data) if row.data is not None else None), row.purged_at is not None
 
     def status(self, digest: str) -> PayloadStatus:
-        """Present, purged or missing, without reading the bytes (explain asks per payload)."""
-        with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
-            row = conn.execute(
-                select(payloads.c.data.is_not(None).label("present"), payloads.c.purged_at).where(
-                    payloads.c.hash == digest
+        """Present, purged or missing, without reading the bytes."""
+        return self.statuses([digest])[digest]
+
+    def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
+        found: dict[str, tuple[bytes | None, bool]] = {}
+        for chunk in _chunks(digests):
+            with _translated("reading payloads"), self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(payloads.c.hash, payloads.c.data, payloads.c.purged_at).where(
+                        payloads.c.hash.in_(chunk)
+                    )
                 )
-            ).first()
-        if row is None:
-            return "missing"
-        if row.present:
-            return "present"
-        return "purged" if row.purged_at is not None else "missing"
+                found.update(
+                    (r.hash, (None if r.data is None else bytes(r.data), r.purged_at is not None))
+                    for r in rows
+                )
+            found.update((digest, (None, False)) for digest in chunk if digest not in found)
+        return found
+
+    def statuses(self, digests: Iterable[str]) -> dict[str, PayloadStatus]:
+        found: dict[str, PayloadStatus] = {}
+        present = payloads.c.data.is_not(None).label("present")
+        for chunk in _chunks(digests):
+            with _translated("reading payloads"), self.engine.connect() as conn:
+                rows = conn.execute(
+                    select(payloads.c.hash, present, payloads.c.purged_at).where(
+                        payloads.c.hash.in_(chunk)
+                    )
+                )
+                for r in rows:
+                    found[r.hash] = (
+                        "present" if r.present else "purged" if r.purged_at else "missing"
+                    )
+            found.update((digest, "missing") for digest in chunk if digest not in found)
+        return found
 
     def purge(self, digests: Iterable[str]) -> int:
         keys = list(digests)

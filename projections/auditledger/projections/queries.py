@@ -6,7 +6,7 @@ status, latency and payload availability -> the batches a state executed and the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,8 @@ from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState,
 
 from .schema import Landscape
 
-Availability = Callable[[str], str]
+# present / purged / missing of each payload ref asked, in one go (PayloadStore.statuses)
+Availability = Callable[[Iterable[str]], Mapping[str, str]]
 """digest -> "present" | "purged" | "missing" (the payload store's status)."""
 
 
@@ -204,7 +205,7 @@ def _grouped(
     return grouped
 
 
-def _call_view(r: Any, availability: Availability) -> CallView:
+def _call_view(r: Any, availability: Mapping[str, str]) -> CallView:
     return CallView(
         call_id=r.call_id,
         call_index=r.call_index,
@@ -212,9 +213,9 @@ def _call_view(r: Any, availability: Availability) -> CallView:
         status=r.status,
         latency_ms=r.latency_ms,
         request_hash=r.request_hash,
-        request_payload=availability(r.request_ref),
+        request_payload=availability[r.request_ref],
         response_hash=r.response_hash,
-        response_payload=None if r.response_ref is None else availability(r.response_ref),
+        response_payload=None if r.response_ref is None else availability[r.response_ref],
         error_json=r.error_json,
         created_at=r.created_at,
     )
@@ -229,7 +230,10 @@ def _calls_of(
 ) -> dict[str, list[CallView]]:
     calls = land["calls"]
     rows = _grouped(conn, calls, column, parent_ids, calls.c.call_index)
-    return {parent: [_call_view(r, availability) for r in rs] for parent, rs in rows.items()}
+    refs = {ref for rs in rows.values() for r in rs for ref in (r.request_ref, r.response_ref)}
+    refs.discard(None)
+    status = availability(refs)
+    return {parent: [_call_view(r, status) for r in rs] for parent, rs in rows.items()}
 
 
 def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[BatchView]:

@@ -7,13 +7,12 @@ diff builds a fresh landscape up to the live position in a shadow and compares e
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
-
-from auditledger.domain.errors import LedgerError, PayloadCorrupt
 
 from .rebuild import build, shadow
 from .runner import PROJECTION, EventSource
@@ -25,9 +24,9 @@ SAMPLES = 5
 class PayloadReader(Protocol):
     """The payload store as verify sees it (the PayloadStore port satisfies it)."""
 
-    def status(self, digest: str) -> str: ...
-
-    def get(self, digest: str) -> bytes: ...
+    def read_many(self, digests: Iterable[str]) -> Mapping[str, tuple[bytes | None, bool]]:
+        """(bytes, purged) of each digest; (None, False) when never stored."""
+        ...
 
 
 class Check(BaseModel):
@@ -156,28 +155,25 @@ def payload_refs(conn: Connection, land: Landscape, payloads: PayloadReader) -> 
     checked = 0
     bad: list[str] = []
     seen: dict[str, str | None] = {}
-    for call_id, part, ref in conn.execute(select(refs.c.call_id, refs.c.part, refs.c.ref)):
-        checked += 1
-        if ref not in seen:
-            seen[ref] = _payload_problem(payloads, ref)
-        if seen[ref] is not None:
-            bad.append(f"call {call_id} {part} {ref}: {seen[ref]}")
+    result = conn.execute(select(refs.c.call_id, refs.c.part, refs.c.ref))
+    for rows in result.partitions(_REFS_AT_ONCE):  # the bytes of one chunk in memory at a time
+        stored = payloads.read_many({ref for _, _, ref in rows if ref not in seen})
+        seen.update((ref, _payload_problem(ref, *found)) for ref, found in stored.items())
+        for call_id, part, ref in rows:
+            checked += 1
+            if seen[ref] is not None:
+                bad.append(f"call {call_id} {part} {ref}: {seen[ref]}")
     return _check("every payload ref is present (or purged) and hashes to its ref", checked, bad)
 
 
-def _payload_problem(payloads: PayloadReader, ref: str) -> str | None:
-    status = payloads.status(ref)
-    if status == "purged":
-        return None
-    if status != "present":
-        return f"the payload is {status}"
-    try:
-        payloads.get(ref)
-    except PayloadCorrupt as error:
-        return f"the stored bytes hash to {error.actual}"
-    except LedgerError as error:
-        return str(error)
-    return None
+_REFS_AT_ONCE = 500
+
+
+def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
+    if data is None:
+        return None if purged else "the payload is missing"
+    actual = hashlib.sha256(data).hexdigest()
+    return None if actual == ref else f"the stored bytes hash to {actual}"
 
 
 def position(conn: Connection, land: Landscape, last: int) -> Check:
