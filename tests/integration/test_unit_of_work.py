@@ -183,3 +183,16 @@ def test_a_younger_unit_meeting_an_older_one_fails_at_once(ledger: Ledger) -> No
         thread.join()
     assert outcome == ["conflict"]
     assert indices(ledger, state_id) == [0]
+
+
+def test_an_audited_client_works_for_a_state_opened_in_the_same_unit(ledger: Ledger) -> None:
+    import httpx
+
+    run_id = ledger.begin_run(config={})
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+    with ledger.unit_of_work():
+        state_id = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
+        with ledger.http_client(state_id, transport=transport) as client:
+            assert client.get("https://example.test/x").json() == {"ok": True}
+
+    assert ledger.load(NodeState, state_id).call_count == 1

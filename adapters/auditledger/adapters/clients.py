@@ -180,7 +180,7 @@ class AuditedClients:
     ) -> CallSink:
         ledger = cast("Ledger", self)
         cls, parent_id = ledger._call_parent(state_id, operation_id)
-        parent = ledger._load(cls, parent_id)
+        parent = ledger._read(cls, parent_id)  # as it is now: the unit's copy, if in a unit
         if parent.is_terminal:
             raise ParentClosed(parent.id, parent.kind, parent.status)
         is_state = state_id is not None
@@ -201,7 +201,7 @@ class AuditedClients:
     ) -> ReplayCursor:
         ledger = cast("Ledger", self)
         cls, parent_id = ledger._call_parent(state_id, operation_id)
-        ledger._load(cls, parent_id)
+        ledger._read(cls, parent_id)  # refuses an unknown parent
         return ReplayCursor(ledger, parent_id, redaction_set(redact_headers))
 
 
