@@ -171,16 +171,22 @@ def run_workload(
     elif mode == "group":
         counts = [0] * THREADS
         per_thread: list[list[float]] = [[] for _ in range(THREADS)]
+        failures: list[BaseException] = []
 
         def worker(i: int) -> None:
-            for g in groups[i::THREADS]:
-                counts[i] += record_group(ledger, run_id, g, per_thread[i], prefix=prefix)
+            try:
+                for g in groups[i::THREADS]:
+                    counts[i] += record_group(ledger, run_id, g, per_thread[i], prefix=prefix)
+            except BaseException as error:  # a figure from partial counts would be wrong
+                failures.append(error)
 
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(THREADS)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        if failures:
+            raise failures[0]
         facts = sum(counts)
         latencies = [x for part in per_thread for x in part]
     else:
