@@ -46,13 +46,28 @@ def test_an_honest_landscape_passes_every_check(demo_ledger: Ledger) -> None:
     assert all(c.checked > 0 for c in report.checks)
 
 
-def test_a_deleted_call_row_is_found(demo_ledger: Ledger) -> None:
-    landscape_sql(
-        demo_ledger,
-        "DELETE FROM calls WHERE call_index = 0 AND state_id IN "
-        "(SELECT state_id FROM calls WHERE call_index = 1)",
-    )
-    assert failed(demo_ledger) == {REBUILD, DENSE}
+@pytest.mark.parametrize(
+    ("tampering", "found"),
+    [
+        pytest.param(
+            "DELETE FROM calls WHERE call_index = 0 AND state_id IN "
+            "(SELECT state_id FROM calls WHERE call_index = 1)",
+            {REBUILD, DENSE},
+            id="a deleted call row",
+        ),
+        pytest.param(
+            "UPDATE node_states SET status = 'open' WHERE state_id = "
+            "(SELECT MIN(state_id) FROM node_states WHERE status = 'completed')",
+            {REBUILD, OPEN},
+            id="a state forced back to open",
+        ),
+    ],
+)
+def test_raw_sql_tampering_of_the_landscape_is_found(
+    demo_ledger: Ledger, tampering: str, found: set[str]
+) -> None:
+    landscape_sql(demo_ledger, tampering)
+    assert failed(demo_ledger) == found
 
 
 def test_a_flipped_payload_byte_is_found(demo_ledger: Ledger) -> None:
@@ -80,15 +95,6 @@ def test_a_purged_payload_is_not_a_failure(demo_ledger: Ledger) -> None:
     assert demo_ledger.verify().passed
 
 
-def test_a_state_forced_back_to_open_is_found(demo_ledger: Ledger) -> None:
-    landscape_sql(
-        demo_ledger,
-        "UPDATE node_states SET status = 'open' WHERE state_id = "
-        "(SELECT MIN(state_id) FROM node_states WHERE status = 'completed')",
-    )
-    assert failed(demo_ledger) == {REBUILD, OPEN}
-
-
 def test_a_rolled_back_position_is_found(demo_ledger: Ledger) -> None:
     landscape_sql(demo_ledger, "UPDATE projection_positions SET position = position - 5")
     report = demo_ledger.verify()
@@ -100,5 +106,8 @@ def test_a_rolled_back_position_is_found(demo_ledger: Ledger) -> None:
 
 def test_a_position_ahead_of_the_log_is_found(demo_ledger: Ledger) -> None:
     landscape_sql(demo_ledger, "UPDATE projection_positions SET position = position + 5")
-    position = next(c for c in demo_ledger.verify().checks if c.name == POSITION)
+    report = demo_ledger.verify()
+    position = next(c for c in report.checks if c.name == POSITION)
+    assert not position.passed
     assert "ahead of the log" in position.examples[0]
+    assert not report.passed
