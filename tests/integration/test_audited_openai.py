@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from uuid import UUID
 
 import openai
 import pytest
-from fake_openai_server import serving
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.fake_provider import FakeOpenAI
@@ -18,23 +16,6 @@ from auditledger.adapters.replay import RecordedCall, recorded_calls
 
 SECRET = "sk-proj-3f9a1c-never-in-the-ledger"
 PROMPT = [{"role": "user", "content": "the printer is on fire"}]
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI()
-
-
-@pytest.fixture
-def base_url(fake: FakeOpenAI) -> Iterator[str]:
-    with serving(fake) as url:
-        yield url
-
-
-@pytest.fixture
-def memory_ledger() -> Iterator[Ledger]:
-    with Ledger.open("memory://") as opened:
-        yield opened
 
 
 def open_state(ledger: Ledger, token: str = "t") -> str:

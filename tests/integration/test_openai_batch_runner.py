@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from uuid import UUID
 
 import openai
 import pytest
-from fake_openai_server import serving
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.fake_provider import FakeOpenAI
@@ -30,20 +28,8 @@ SECRET = "sk-batch-7d1e-never-in-the-ledger"
 
 
 @pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI(batch_polls=2)
-
-
-@pytest.fixture
-def base_url(fake: FakeOpenAI) -> Iterator[str]:
-    with serving(fake) as url:
-        yield url
-
-
-@pytest.fixture
-def memory_ledger() -> Iterator[Ledger]:
-    with Ledger.open("memory://") as opened:
-        yield opened
+def batch_polls() -> int:
+    return 2  # a batch answers "in progress" once before it ends
 
 
 @dataclass

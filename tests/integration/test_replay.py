@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from uuid import UUID
 
 import httpx
 import openai
 import pytest
-from fake_openai_server import serving
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.fake_provider import FakeOpenAI
@@ -18,17 +16,6 @@ from auditledger.adapters.replay import recorded_calls
 from auditledger.domain.errors import ReplayExhausted, ReplayMismatch, UnknownState
 
 PROMPT = [{"role": "user", "content": "app crashes on login"}]
-
-
-@pytest.fixture
-def fake() -> FakeOpenAI:
-    return FakeOpenAI(batch_polls=1)
-
-
-@pytest.fixture
-def base_url(fake: FakeOpenAI) -> Iterator[str]:
-    with serving(fake) as url:
-        yield url
 
 
 def open_state(ledger: Ledger, node: str = "classify") -> str:
@@ -136,9 +123,3 @@ def test_a_batch_submit_replays_because_its_multipart_boundary_is_derived_from_t
 def test_replay_of_a_made_up_state_is_refused(memory_ledger: Ledger) -> None:
     with pytest.raises(UnknownState):
         memory_ledger.replay_http_client("not-a-state")
-
-
-@pytest.fixture
-def memory_ledger() -> Iterator[Ledger]:
-    with Ledger.open("memory://") as opened:
-        yield opened

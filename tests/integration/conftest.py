@@ -1,0 +1,36 @@
+"""Fixtures the OpenAI-facing tests share: the fake provider, served, and a memory ledger.
+
+A module needing batches that take more than one poll overrides `batch_polls`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fake_openai_server import serving
+
+from auditledger.adapters import Ledger
+from auditledger.adapters.fake_provider import FakeOpenAI
+
+
+@pytest.fixture
+def batch_polls() -> int:
+    return 1
+
+
+@pytest.fixture
+def fake(batch_polls: int) -> FakeOpenAI:
+    return FakeOpenAI(batch_polls=batch_polls)
+
+
+@pytest.fixture
+def base_url(fake: FakeOpenAI) -> Iterator[str]:
+    with serving(fake) as url:
+        yield url
+
+
+@pytest.fixture
+def memory_ledger() -> Iterator[Ledger]:
+    with Ledger.open("memory://") as opened:
+        yield opened
