@@ -14,13 +14,13 @@ from typing import Annotated
 
 import typer
 
-from auditledger.domain.errors import InvalidCheckpoint, LedgerError
+from auditledger.domain.errors import InvalidCheckpoint
 from auditledger.projections.chain import ChainReport, Checkpoint, parse_checkpoints
 
 from .chain_store import LogSource
 from .chain_verify import verify_chain
 from .checkpoints import Key, checkpoint_of, read_key
-from .cli_common import StoreOption, console, fail
+from .cli_common import DEFAULT_STORE, StoreOption, console, fail, one_line_errors
 from .purge import parse_age, purge_payloads
 
 KeyFileOption = Annotated[
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
 
 def seal(
-    store: StoreOption = "sqlite:///audit",
+    store: StoreOption = DEFAULT_STORE,
     every: Annotated[
         float | None,
         typer.Option("--every", min=0.01, help="keep sealing every SECONDS until interrupted"),
@@ -61,7 +61,7 @@ def seal(
     """Extend the hash chain over every event recorded so far."""
     last = -1
     try:
-        with LogSource.open(store) as source:
+        with one_line_errors(), LogSource.open(store) as source:
             while True:
                 head = source.seal()
                 if head.position != last:
@@ -74,14 +74,12 @@ def seal(
                 if every is None:
                     return
                 time.sleep(every)
-    except LedgerError as error:
-        raise fail(str(error)) from None
     except KeyboardInterrupt:
         return
 
 
 def checkpoint(
-    store: StoreOption = "sqlite:///audit",
+    store: StoreOption = DEFAULT_STORE,
     append: Annotated[
         Path | None, typer.Option("--append", help="also append the checkpoint to this file")
     ] = None,
@@ -90,22 +88,21 @@ def checkpoint(
 ) -> None:
     """Seal, then print the log head (position, chain hash, time) as one JSON line."""
     try:
-        key = read_key(key_file, hmac_key_env)
-        with LogSource.open(store) as source:
-            head = source.seal()
-        line = checkpoint_of(head, key).to_json()
+        with one_line_errors():
+            key = read_key(key_file, hmac_key_env)
+            with LogSource.open(store) as source:
+                head = source.seal()
+            line = checkpoint_of(head, key).to_json()
         if append is not None:
             with append.open("a", encoding="utf-8") as out:
                 out.write(line + "\n")
-    except LedgerError as error:
-        raise fail(str(error)) from None
     except OSError as error:
         raise fail(f"cannot append to {append}: {error}") from None
     typer.echo(line)
 
 
 def verify_chain_command(
-    store: StoreOption = "sqlite:///audit",
+    store: StoreOption = DEFAULT_STORE,
     checkpoint_files: CheckpointFiles = None,
     trust: Annotated[
         Path | None,
@@ -127,7 +124,7 @@ def run_verify_chain(
     until: int | None = None,
 ) -> int:
     """What `verify --chain` runs: prints the outcome, returns the exit code (0 = holds)."""
-    try:
+    with one_line_errors():
         key = read_key(key_file, hmac_key_env)
         checkpoints = [c for path in checkpoint_files for c in _read_checkpoints(path)]
         trusted = _read_checkpoints(trust)[-1] if trust is not None else None
@@ -139,8 +136,6 @@ def run_verify_chain(
                 signature_check=key.check if key is not None else None,
                 until=until,
             )
-    except LedgerError as error:
-        raise fail(str(error)) from None
     _print_report(report, key, len(checkpoints) + (trusted is not None))
     return 0 if report.ok else 1
 
@@ -148,15 +143,13 @@ def run_verify_chain(
 def consistency(
     old: Annotated[Path, typer.Argument(help="file whose last checkpoint is the older head")],
     new: Annotated[Path, typer.Argument(help="file whose last checkpoint is the newer head")],
-    store: StoreOption = "sqlite:///audit",
+    store: StoreOption = DEFAULT_STORE,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
 ) -> None:
     """Check the log only grew from OLD to NEW: the same history up to OLD's head."""
-    try:
+    with one_line_errors():
         older, newer = _read_checkpoints(old)[-1], _read_checkpoints(new)[-1]
-    except LedgerError as error:
-        raise fail(str(error)) from None
     if older.position > newer.position:
         raise fail(f"{old} is at position {older.position}, past {new} ({newer.position})")
     code = run_verify_chain(store, [old, new], None, key_file, hmac_key_env, newer.position)
@@ -174,15 +167,13 @@ def purge(
     older_than: Annotated[str, typer.Option("--older-than", help="e.g. 30d, 12h, 2w")],
     run: Annotated[str | None, typer.Option("--run", help="only payloads of this run")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
-    store: StoreOption = "sqlite:///audit",
+    store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Delete payload bytes past retention; hashes, events and the chain stay."""
-    try:
+    with one_line_errors():
         age = parse_age(older_than)
         with LogSource.open(store) as source:
             result = purge_payloads(source, age, run_id=run, dry_run=dry_run)
-    except LedgerError as error:
-        raise fail(str(error)) from None
     verb = "would purge" if dry_run else "purged"
     count = result.candidates if dry_run else result.purged
     console.print(
@@ -197,11 +188,8 @@ def export_checkpoint(store: str) -> dict[str, object] | None:
     """The sealed log head for `export` to include (None for memory://)."""
     if store.startswith("memory:"):
         return None
-    try:
-        with LogSource.open(store) as source:
-            head = source.seal()
-    except LedgerError as error:
-        raise fail(str(error)) from None
+    with one_line_errors(), LogSource.open(store) as source:
+        head = source.seal()
     return json.loads(checkpoint_of(head).to_json())  # type: ignore[no-any-return]
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,7 +13,6 @@ from auditledger.domain.errors import LedgerError
 
 from .ledger import Ledger
 
-T = TypeVar("T")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -35,25 +33,19 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A LedgerError in the block ends the command with its message on one line, exit 2."""
+    try:
+        yield
+    except LedgerError as error:
+        raise fail(str(error)) from None
+
+
+@contextmanager
 def opened(store: str, landscape: str | None = None) -> Iterator[Ledger]:
-    try:
+    with one_line_errors():
         ledger = Ledger.open(store, landscape=landscape)
-    except LedgerError as error:
-        raise fail(str(error)) from None
-    try:
-        yield ledger
-    except LedgerError as error:
-        raise fail(str(error)) from None
-    finally:
-        ledger.close()
-
-
-def guarded(action: Callable[[], T]) -> T:
-    try:
-        return action()
-    except LedgerError as error:
-        raise fail(str(error)) from None
-
-
-def store_default() -> str:
-    return os.environ.get("AUDITLEDGER_STORE", DEFAULT_STORE)
+        try:
+            yield ledger
+        finally:
+            ledger.close()

@@ -7,7 +7,7 @@ from collections import Counter
 import typer
 from rich.table import Table
 
-from .cli_common import StoreOption, console, opened
+from .cli_common import DEFAULT_STORE, StoreOption, console, opened
 from .cli_landscape import print_report
 
 
@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
 
 
-def demo(store: StoreOption = "sqlite:///audit") -> None:
+def demo(store: StoreOption = DEFAULT_STORE) -> None:
     """Record a synthetic pipeline run in the store (default ./audit) and summarise it."""
     from .demo import record_demo_run  # the demo drives the openai SDK: import it on use
 
