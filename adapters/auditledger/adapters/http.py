@@ -89,8 +89,6 @@ class _RecordedStream(httpx.SyncByteStream):
             for chunk in self.inner:
                 self.exchange.take(chunk)
                 yield chunk
-        except GeneratorExit:
-            raise
         except Exception as failure:
             self.sink.record(self.exchange, failure=failure, truncated=True)
             raise
@@ -115,8 +113,6 @@ class _AsyncRecordedStream(httpx.AsyncByteStream):
             async for chunk in self.inner:
                 self.exchange.take(chunk)
                 yield chunk
-        except GeneratorExit:
-            raise
         except Exception as failure:
             await _record_async(self.sink, self.exchange, failure=failure, truncated=True)
             raise
