@@ -215,6 +215,25 @@ def test_a_failed_poll_is_an_error_call_and_the_handle_stays_usable(
     assert statuses(memory_ledger, f) == ("completed", "completed")
 
 
+def test_a_poll_failing_after_a_retried_error_records_each_failure_once(
+    memory_ledger: Ledger, fake: FakeOpenAI, base_url: str
+) -> None:
+    f = flush(memory_ledger)
+    runner = runner_for(memory_ledger, base_url, retries=1)
+    handle = runner.submit(f.batch_id, f.state_id, requests_for(TOKENS))
+    before = len(calls(memory_ledger, f.state_id))
+    fake.inject("429", on="/batches/")  # an error call, then retried by the SDK
+    fake.inject("malformed", on="/batches/")  # a 200 the SDK cannot parse: ends the step
+    with pytest.raises((openai.APIError, json.JSONDecodeError)):
+        runner.poll(handle)
+
+    poll = calls(memory_ledger, f.state_id)[before:]
+    assert [(c.status, c.error["type"]) for c in poll] == [
+        ("error", "HTTPStatus"),
+        ("error", "MalformedResponse"),  # the transport recorded what ended the step
+    ]
+
+
 def test_requests_that_do_not_match_the_members_are_refused_before_anything_is_sent(
     memory_ledger: Ledger, fake: FakeOpenAI, base_url: str
 ) -> None:

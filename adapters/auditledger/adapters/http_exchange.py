@@ -168,6 +168,15 @@ class Exchange:
         }
 
 
+@dataclass
+class SinkLog:
+    """What a sink has recorded so far: how many calls, and whether the last was an error
+    (so a caller can tell whether the failure it caught is already in the ledger)."""
+
+    calls: int = 0
+    last_was_error: bool = False
+
+
 @dataclass(frozen=True)
 class CallSink:
     """Where an audited transport records: one ledger, one parent, one call type."""
@@ -178,7 +187,7 @@ class CallSink:
     call_type: str = "http"
     summarise: Summariser | None = None
     ends_stream: Callable[[bytes], bool] | None = None
-    error_indices: list[int] = field(default_factory=list)
+    recorded: SinkLog = field(default_factory=lambda: SinkLog())
 
     def complete(self, exchange: Exchange) -> bool:
         """Whether a body closed by the caller had all its bytes (Content-Length, or the
@@ -225,7 +234,7 @@ class CallSink:
                 summary, error = self.summarise(exchange)
         if failure is not None:
             error = error_json(failure)
-        index = self.ledger.record_call(
+        self.ledger.record_call(
             self.state_id,
             operation_id=self.operation_id,
             call_type=self.call_type,
@@ -238,5 +247,5 @@ class CallSink:
             summary=summary,
             attachments=attachments,
         )
-        if error is not None:
-            self.error_indices.append(index)
+        self.recorded.calls += 1
+        self.recorded.last_was_error = error is not None

@@ -249,11 +249,12 @@ class OpenAIBatchRunner:
         return client, sink
 
     def _step(self, sink: CallSink, step: str, action: Callable[[], T]) -> T:
-        before = len(sink.error_indices)
+        before = sink.recorded.calls
         try:
             return action()
         except Exception as failure:
-            if len(sink.error_indices) == before:  # not yet recorded by the transport
+            log = sink.recorded
+            if log.calls == before or not log.last_was_error:  # the transport did not record it
                 self.ledger.record_call(
                     sink.state_id,
                     call_type=CALL_TYPE,
