@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from auditledger.adapters import Ledger
+from auditledger.domain.errors import PayloadMissing
 
 NEVER = hashlib.sha256(b"never stored").hexdigest()
 
@@ -26,6 +29,15 @@ def test_statuses_and_read_many_agree_with_the_single_answers(ledger: Ledger) ->
         purged: (None, True),
         NEVER: (None, False),
     }
+
+
+def test_get_many_is_get_in_bulk(ledger: Ledger) -> None:
+    kept = ledger.store_bytes(b"kept")
+    other = ledger.store_bytes(b"other")
+    assert ledger.payloads.get_many([kept, other, kept]) == {kept: b"kept", other: b"other"}
+    assert ledger.payloads.purge([other]) == 1
+    with pytest.raises(PayloadMissing):
+        ledger.payloads.get_many([kept, other])
 
 
 def test_many_digests_are_answered_across_chunks(ledger: Ledger) -> None:

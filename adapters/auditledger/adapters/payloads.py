@@ -39,13 +39,13 @@ class PayloadStore(ABC):
     def purge(self, digests: Iterable[str]) -> int: ...
 
     def get(self, digest: str) -> bytes:
-        data, purged = self._read(digest)
-        if data is None:
-            raise PayloadMissing(digest, purged=purged)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != digest:
-            raise PayloadCorrupt(digest, actual)
-        return data
+        return _checked(digest, *self._read(digest))
+
+    def get_many(self, digests: Iterable[str]) -> dict[str, bytes]:
+        """get() of each digest, read in bulk: PayloadMissing or PayloadCorrupt as get()."""
+        return {
+            d: _checked(d, data, purged) for d, (data, purged) in self.read_many(digests).items()
+        }
 
     def status(self, digest: str) -> PayloadStatus:
         data, purged = self._read(digest)
@@ -65,6 +65,16 @@ class PayloadStore(ABC):
 
     def close(self) -> None:
         return None
+
+
+def _checked(digest: str, data: bytes | None, purged: bool) -> bytes:
+    """The bytes, re-hashed against their digest; a typed error when absent or altered."""
+    if data is None:
+        raise PayloadMissing(digest, purged=purged)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        raise PayloadCorrupt(digest, actual)
+    return data
 
 
 class MemoryPayloadStore(PayloadStore):

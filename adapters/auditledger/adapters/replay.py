@@ -44,23 +44,21 @@ class RecordedCall:
 
 def recorded_calls(ledger: Ledger, parent_id: UUID) -> list[RecordedCall]:
     """The parent's calls as its event log has them, in call_index order."""
-    calls = []
-    for event in ledger.app.events.get(parent_id):
-        if not isinstance(event, CallRecordedEvent):
-            continue
-        calls.append(
-            RecordedCall(
-                call_index=event.call_index,
-                call_type=event.call_type,
-                status=event.status,
-                request_hash=event.request_hash,
-                request=json.loads(ledger.payload(event.request_ref)),
-                response=None
-                if event.response_ref is None
-                else json.loads(ledger.payload(event.response_ref)),
-                error=None if event.error_json is None else json.loads(event.error_json),
-            )
+    events = [e for e in ledger.app.events.get(parent_id) if isinstance(e, CallRecordedEvent)]
+    refs = [ref for e in events for ref in (e.request_ref, e.response_ref) if ref is not None]
+    stored = ledger.payloads.get_many(refs)  # one read per chunk, each re-hashed
+    calls = [
+        RecordedCall(
+            call_index=event.call_index,
+            call_type=event.call_type,
+            status=event.status,
+            request_hash=event.request_hash,
+            request=json.loads(stored[event.request_ref]),
+            response=None if event.response_ref is None else json.loads(stored[event.response_ref]),
+            error=None if event.error_json is None else json.loads(event.error_json),
         )
+        for event in events
+    ]
     return sorted(calls, key=lambda call: call.call_index)
 
 
