@@ -19,7 +19,7 @@ import gc
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -65,6 +65,8 @@ class LogSource:
     payloads_engine: Engine
     events_table: str
     position_column: str
+    # tables seen to exist (a table that exists stays): looked up once, not once per batch
+    _present: set[tuple[int, str]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
     def open(cls, url: str) -> LogSource:
@@ -105,8 +107,14 @@ class LogSource:
         return _Guard(self.url, what)
 
     def has_table(self, engine: Engine, name: str) -> bool:
+        key = (id(engine), name)
+        if key in self._present:
+            return True
         with self._guard(f"looking for table {name}"):
-            return inspect(engine).has_table(name)
+            found = inspect(engine).has_table(name)
+        if found:
+            self._present.add(key)
+        return found
 
     def events(
         self, after: int = 0, until: int | None = None, batch: int = 10_000
@@ -230,8 +238,9 @@ class LogSource:
 
     def seal(self, batch: int = 5_000) -> Head:
         """Extend the chain over every event committed so far; returns the sealed head."""
-        with self._guard("creating the chain table"):
-            metadata.create_all(self.events_engine, tables=list(CHAIN_TABLES))
+        if not self.has_table(self.events_engine, chain.name):
+            with self._guard("creating the chain table"):
+                metadata.create_all(self.events_engine, tables=list(CHAIN_TABLES))
         horizon = self._safe_horizon()
         with no_cyclic_gc():
             return self._seal_up_to(horizon, batch)
