@@ -17,9 +17,10 @@ from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState,
 
 from .schema import Landscape
 
-# present / purged / missing of each payload ref asked, in one go (PayloadStore.statuses)
+# digest -> "present" | "purged" | "missing" for each payload ref asked, in one go
+# (PayloadStore.statuses). The views below take their columns straight from the landscape
+# rows (pydantic ignores the columns a view does not show).
 Availability = Callable[[Iterable[str]], Mapping[str, str]]
-"""digest -> "present" | "purged" | "missing" (the payload store's status)."""
 
 
 class CallView(BaseModel):
@@ -168,16 +169,7 @@ def explain(
             else []
         )
         views.append(
-            RunView(
-                run_id=run.run_id,
-                status=run.status,
-                config_hash=run.config_hash,
-                started_at=run.started_at,
-                completed_at=run.completed_at,
-                states=state_views,
-                operations=operations,
-                batches=loose,
-            )
+            RunView(**run._mapping, states=state_views, operations=operations, batches=loose)
         )
     if not views:
         if run_id is not None:
@@ -207,17 +199,9 @@ def _grouped(
 
 def _call_view(r: Any, availability: Mapping[str, str]) -> CallView:
     return CallView(
-        call_id=r.call_id,
-        call_index=r.call_index,
-        call_type=r.call_type,
-        status=r.status,
-        latency_ms=r.latency_ms,
-        request_hash=r.request_hash,
+        **r._mapping,
         request_payload=availability[r.request_ref],
-        response_hash=r.response_hash,
         response_payload=None if r.response_ref is None else availability[r.response_ref],
-        error_json=r.error_json,
-        created_at=r.created_at,
     )
 
 
@@ -241,17 +225,8 @@ def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[Bat
     members_of = _grouped(conn, members, "batch_id", [b.batch_id for b in rows], members.c.ordinal)
     return [
         BatchView(
-            batch_id=row.batch_id,
-            aggregation_node_id=row.aggregation_node_id,
-            aggregation_state_id=row.aggregation_state_id,
-            attempt=row.attempt,
-            status=row.status,
-            created_at=row.created_at,
-            completed_at=row.completed_at,
-            members=[
-                MemberView(token_id=m.token_id, ordinal=m.ordinal)
-                for m in members_of.get(row.batch_id, [])
-            ],
+            **row._mapping,
+            members=[MemberView(**m._mapping) for m in members_of.get(row.batch_id, [])],
         )
         for row in rows
     ]
@@ -270,18 +245,7 @@ def _state_views(
         views_of.setdefault(view.aggregation_state_id or "", []).append(view)
     return [
         StateView(
-            state_id=row.state_id,
-            token_id=row.token_id,
-            node_id=row.node_id,
-            step_index=row.step_index,
-            attempt=row.attempt,
-            status=row.status,
-            input_hash=row.input_hash,
-            output_hash=row.output_hash,
-            error_json=row.error_json,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            duration_ms=row.duration_ms,
+            **row._mapping,
             calls=calls_of.get(row.state_id, []),
             batches=views_of.get(row.state_id, []),
         )
@@ -297,19 +261,7 @@ def _operations(
         select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id)
     ).all()
     calls_of = _calls_of(conn, land, "operation_id", [r.operation_id for r in rows], availability)
-    return [
-        OperationView(
-            operation_id=r.operation_id,
-            node_id=r.node_id,
-            operation_type=r.operation_type,
-            status=r.status,
-            started_at=r.started_at,
-            completed_at=r.completed_at,
-            duration_ms=r.duration_ms,
-            calls=calls_of.get(r.operation_id, []),
-        )
-        for r in rows
-    ]
+    return [OperationView(**r._mapping, calls=calls_of.get(r.operation_id, [])) for r in rows]
 
 
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
