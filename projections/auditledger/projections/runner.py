@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .landscape import KEYS, TIMED, Changes, fold, utc
@@ -187,19 +187,11 @@ def _started(
 
 def _update(conn: Connection, landscape: Landscape, name: str, patches: dict[Any, Any]) -> None:
     table = landscape[name]
-    key_names = KEYS[name]
+    (key_name,) = KEYS[name]  # only tables with a one-column key are patched
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for key, values in patches.items():
-        keys = key if isinstance(key, tuple) else (key,)
-        params = {f"_key_{k}": v for k, v in zip(key_names, keys, strict=True)}
-        params.update(values)
-        groups.setdefault(frozenset(values), []).append(params)
-    if len(key_names) == 1:
-        where: Any = table.c[key_names[0]] == bindparam(f"_key_{key_names[0]}")
-    else:
-        where = tuple_(*(table.c[k] for k in key_names)) == tuple_(
-            *(bindparam(f"_key_{k}") for k in key_names)
-        )
+        groups.setdefault(frozenset(values), []).append({"_key": key, **values})
+    where = table.c[key_name] == bindparam("_key")
     for rows in groups.values():
         conn.execute(update(table).where(where), rows)
 
