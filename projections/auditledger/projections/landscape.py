@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
-from auditledger.domain.batch import Batch
+from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, DRAFT, EXECUTING, Batch
 from auditledger.domain.call_parent import CallRecordedEvent, CompletedEvent, FailedEvent
 from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, PENDING
 from auditledger.domain.node_state import NodeState
@@ -243,7 +243,7 @@ def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
             "aggregation_node_id": e.aggregation_node_id,
             "aggregation_state_id": None,
             "attempt": e.attempt,
-            "status": "draft",
+            "status": DRAFT,
             "error_json": None,
             "created_at": utc(e.timestamp),
             "completed_at": None,
@@ -266,14 +266,16 @@ def _batch_linked(e: Batch.BatchLinked, changes: Changes) -> None:
     changes.patch(
         "batches",
         str(e.originator_id),
-        {"aggregation_state_id": str(e.state_id), "status": "executing"},
+        {"aggregation_state_id": str(e.state_id), "status": EXECUTING},
     )
 
 
 @project.register
 def _batch_completed(e: Batch.BatchCompleted, changes: Changes) -> None:
     changes.patch(
-        "batches", str(e.originator_id), {"status": "completed", "completed_at": utc(e.timestamp)}
+        "batches",
+        str(e.originator_id),
+        {"status": BATCH_COMPLETED, "completed_at": utc(e.timestamp)},
     )
 
 
@@ -282,5 +284,5 @@ def _batch_failed(e: Batch.BatchFailed, changes: Changes) -> None:
     changes.patch(
         "batches",
         str(e.originator_id),
-        {"status": "failed", "error_json": e.error_json, "completed_at": utc(e.timestamp)},
+        {"status": BATCH_FAILED, "error_json": e.error_json, "completed_at": utc(e.timestamp)},
     )

@@ -14,6 +14,10 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
 
+from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
+from auditledger.domain.lifecycle import OPEN
+from auditledger.domain.run import RUN_COMPLETED
+
 from .rebuild import build, shadow
 from .runner import PROJECTION, EventSource
 from .schema import Landscape
@@ -111,12 +115,12 @@ def dense_call_index(conn: Connection, land: Landscape) -> Check:
 def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
     states, runs = land["node_states"], land["runs"]
     joined = states.join(runs, states.c.run_id == runs.c.run_id)
-    in_completed = runs.c.status == "completed"
+    in_completed = runs.c.status == RUN_COMPLETED
     checked = int(conn.scalar(select(func.count()).select_from(joined).where(in_completed)) or 0)
     rows = conn.execute(
         select(states.c.state_id, states.c.run_id)
         .select_from(joined)
-        .where(in_completed, states.c.status == "open")
+        .where(in_completed, states.c.status == OPEN)
     ).all()
     bad = [f"state {r.state_id} is open in completed run {r.run_id}" for r in rows]
     return _check("no state left open in a completed run", checked, bad)
@@ -124,13 +128,13 @@ def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
 
 def batches_linked(conn: Connection, land: Landscape) -> Check:
     batches, states = land["batches"], land["node_states"]
-    ran = batches.c.status.in_(("executing", "completed", "failed"))
+    ran = batches.c.status.in_((EXECUTING, BATCH_COMPLETED, BATCH_FAILED))
     has_state = (
         select(states.c.state_id)
         .where(states.c.state_id == batches.c.aggregation_state_id)
         .exists()
     )
-    never_ran = and_(batches.c.status == "failed", batches.c.aggregation_state_id.is_(None))
+    never_ran = and_(batches.c.status == BATCH_FAILED, batches.c.aggregation_state_id.is_(None))
     checked = int(conn.scalar(select(func.count()).select_from(batches).where(ran)) or 0)
     rows = conn.execute(
         select(batches.c.batch_id, batches.c.status, batches.c.aggregation_state_id).where(
