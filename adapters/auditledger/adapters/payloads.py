@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Literal
@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
 from auditledger.domain.errors import PayloadCorrupt, PayloadMissing, StoreError
+from auditledger.projections.schema import chunked
 from auditledger.projections.tables import payloads
 
 from .canonical import Payload
@@ -135,10 +136,8 @@ def sqlite_payload_rows(items: Iterable[Payload]) -> list[tuple[str, bytes, int,
     return [(digest, p.data, len(p.data), when) for digest, p in unique]
 
 
-def _chunks(digests: Iterable[str], size: int = 500) -> Iterator[list[str]]:
-    unique = sorted(set(digests))
-    for start in range(0, len(unique), size):
-        yield unique[start : start + size]
+def _chunks(digests: Iterable[str]) -> Iterator[Sequence[str]]:
+    return chunked(sorted(set(digests)))
 
 
 class SqlPayloadStore(PayloadStore):

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Select, or_, select
 
 from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState, UnknownToken
 
-from .schema import Landscape
+from .schema import Landscape, chunked
 
 # digest -> "present" | "purged" | "missing" for each payload ref asked, in one go
 # (PayloadStore.statuses). The views below take their columns straight from the landscape
@@ -180,17 +180,12 @@ def explain(
     return Explanation(runs=views)
 
 
-_CHUNK = 500
-"""Ids per IN (...) list: well under SQLite's bound-parameter limit."""
-
-
 def _grouped(
     conn: Connection, table: Any, column: str, ids: list[str], order: Any
 ) -> dict[str, list[Any]]:
     """Rows of `table` whose `column` is one of `ids`, grouped by it: one query per chunk."""
     grouped: dict[str, list[Any]] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
+    for chunk in chunked(ids):
         query = select(table).where(table.c[column].in_(chunk)).order_by(table.c[column], order)
         for row in conn.execute(query):
             grouped.setdefault(row._mapping[column], []).append(row)

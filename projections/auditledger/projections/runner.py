@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .landscape import KEYS, TIMED, Changes, fold, utc
-from .schema import Landscape
+from .schema import Landscape, chunked
 
 PROJECTION = "landscape"
 
@@ -177,10 +177,8 @@ def _started(
     table = landscape[name]
     key_column = table.c[KEYS[name][0]]
     found: dict[Any, datetime] = {}
-    for start in range(0, len(keys), 500):
-        query = select(key_column, table.c.started_at).where(
-            key_column.in_(keys[start : start + 500])
-        )
+    for chunk in chunked(keys):
+        query = select(key_column, table.c.started_at).where(key_column.in_(chunk))
         found.update((row[0], row[1]) for row in conn.execute(query))
     return found
 

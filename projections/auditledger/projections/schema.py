@@ -8,13 +8,17 @@ schema the code does not know.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
 
 from auditledger.domain.errors import StoreError
 
 from .tables import LANDSCAPE_TABLES, projection_positions
+
+T = TypeVar("T")
 
 TABLES = (*LANDSCAPE_TABLES, projection_positions)
 
@@ -67,7 +71,7 @@ def ensure(engine: Engine, url: str) -> None:
         conn.commit()
 
 
-SCHEMA_LOCK = 0x6175646974  # "audit": the advisory lock key for creating the landscape
+SCHEMA_LOCK = 0x6175646974  # "audit": pg_advisory_lock key, one process creates a schema at a time
 
 
 def _ensure(conn: Connection, url: str) -> None:
@@ -90,3 +94,13 @@ def _ensure(conn: Connection, url: str) -> None:
             "this version knows"
         )
     Landscape.live().create(conn)
+
+
+IN_LIST = 500
+"""Values per IN (...) list: well under SQLite's bound-parameter limit."""
+
+
+def chunked(values: Sequence[T], size: int = IN_LIST) -> Iterator[Sequence[T]]:
+    """`values` in runs of `size`, for one IN (...) query per run."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
