@@ -28,6 +28,8 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from auditledger.projections.schema import SCHEMA_LOCK
+
 from .canonical import Payload
 
 # Hashes (hex) go as one comma-joined text and sizes are computed by the server: psycopg
@@ -40,9 +42,6 @@ INSERT_PAYLOADS = SQL(
     "ON CONFLICT (hash) DO UPDATE SET data = EXCLUDED.data, purged_at = NULL "
     "WHERE payloads.data IS NULL"
 )
-
-
-SCHEMA_LOCK = 0x6175646974  # pg_advisory_lock key: one process creates the schema at a time
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
