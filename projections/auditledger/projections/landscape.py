@@ -1,6 +1,6 @@
 """Event -> row changes: the landscape as a pure fold of the event log.
 
-`fold(events, changes)` turns domain events into a `Changes` buffer: whole rows to insert and
+`fold(events)` turns domain events into a `Changes` buffer: whole rows to insert and
 column patches for rows written earlier. Patches compose in log order (a later one wins per
 column), and a patch on a row inserted in the same buffer is merged into that row, so a chunk
 of events becomes one bulk insert per table plus a few bulk updates.
@@ -84,8 +84,8 @@ class Changes:
         return any(self.inserts.values()) or any(self.patches.values())
 
 
-def fold(events: Iterable[object], changes: Changes | None = None) -> Changes:
-    changes = Changes() if changes is None else changes
+def fold(events: Iterable[object]) -> Changes:
+    changes = Changes()
     for domain_event in events:
         project(domain_event, changes)
     return changes
