@@ -17,10 +17,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
-from .runner import PROJECTION, EventSource, Progress, Projector, held
+from .runner import (
+    EventSource,
+    Progress,
+    Projector,
+    ensure_position_row,
+    held,
+    read_position,
+    set_position,
+)
 from .schema import Landscape
 
 
@@ -107,34 +114,19 @@ def rebuild(
 
 def swap(conn: Connection, live: Landscape, aside: Landscape) -> int:
     """Replace the live landscape and its position with the shadow's, in one transaction."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.rollback()
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     try:
-        conn.execute(
-            dialect.insert(live.positions)
-            .values(projection=PROJECTION, position=0, updated_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["projection"])
-        )
-        mine = live.positions.c.projection == PROJECTION
-        conn.execute(select(live.positions.c.position).where(mine).with_for_update())
+        ensure_position_row(conn, live)
+        read_position(conn, live, for_update=True)  # the lock every runner takes
         for table in reversed(live.ordered):
             conn.execute(delete(table))
         for table, copy in zip(live.ordered, aside.ordered, strict=True):
             names = [c.name for c in table.columns]
             conn.execute(insert(table).from_select(names, select(*(copy.c[n] for n in names))))
-        position = int(
-            conn.scalar(
-                select(aside.positions.c.position).where(aside.positions.c.projection == PROJECTION)
-            )
-            or 0
-        )
-        conn.execute(
-            update(live.positions)
-            .where(mine)
-            .values(position=position, updated_at=datetime.now(UTC))
-        )
+        position = read_position(conn, aside)
+        set_position(conn, live, position)
         conn.commit()
     except BaseException:
         conn.rollback()

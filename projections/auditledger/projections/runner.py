@@ -63,9 +63,9 @@ class Projector:
 
     def position(self) -> int:
         with self.connect() as conn:
-            value = conn.scalar(self._position_query())
+            value = read_position(conn, self.landscape)
             conn.rollback()
-        return int(value or 0)
+        return value
 
     def catch_up(
         self,
@@ -79,7 +79,8 @@ class Projector:
         """Apply what is new (up to `stop` / `until_time`); returns how many events."""
         applied = chunks = 0
         with self.connect() as conn:
-            self._ensure_position_row(conn)
+            ensure_position_row(conn, self.landscape)
+            conn.commit()
             while max_chunks is None or chunks < max_chunks:
                 count, position, more = self._chunk(conn, chunk_size, stop, until_time)
                 chunks += 1
@@ -95,7 +96,7 @@ class Projector:
     ) -> tuple[int, int, bool]:
         self._begin(conn)
         try:
-            position = int(conn.scalar(self._position_query(lock=True)) or 0)
+            position = read_position(conn, self.landscape, for_update=self.exclusive)
             if stop is not None and position >= stop:
                 conn.rollback()
                 return 0, position, False
@@ -110,11 +111,7 @@ class Projector:
                 return 0, position, False
             new_position = events[-1][0]
             write(conn, self.landscape, fold(e for _, e in events), self._insert)
-            conn.execute(
-                update(self.landscape.positions)
-                .where(self.landscape.positions.c.projection == PROJECTION)
-                .values(position=new_position, updated_at=datetime.now(UTC))
-            )
+            set_position(conn, self.landscape, new_position)
             if self.before_commit is not None:
                 self.before_commit(new_position)
             conn.commit()
@@ -129,21 +126,36 @@ class Projector:
         if self.exclusive and conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def _position_query(self, lock: bool = False) -> Any:
-        positions = self.landscape.positions
-        query = select(positions.c.position).where(positions.c.projection == PROJECTION)
-        if lock and self.exclusive and self.engine.dialect.name == "postgresql":
-            query = query.with_for_update()
-        return query
 
-    def _ensure_position_row(self, conn: Connection) -> None:
-        positions = self.landscape.positions
-        conn.execute(
-            self._insert(positions)
-            .values(projection=PROJECTION, position=0, updated_at=datetime.now(UTC))
-            .on_conflict_do_nothing(index_elements=["projection"])
-        )
-        conn.commit()
+# The position row: the one place that reads, locks and moves it (runners, swap, verify).
+
+
+def ensure_position_row(conn: Connection, land: Landscape) -> None:
+    """The projection's position row exists (at 0 when new); not committed here."""
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+    conn.execute(
+        insert(land.positions)
+        .values(projection=PROJECTION, position=0, updated_at=datetime.now(UTC))
+        .on_conflict_do_nothing(index_elements=["projection"])
+    )
+
+
+def read_position(conn: Connection, land: Landscape, *, for_update: bool = False) -> int:
+    """The landscape's position; for_update locks the row on PostgreSQL (on SQLite the
+    caller's BEGIN IMMEDIATE already holds the database's write lock)."""
+    positions = land.positions
+    query = select(positions.c.position).where(positions.c.projection == PROJECTION)
+    if for_update and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return int(conn.scalar(query) or 0)
+
+
+def set_position(conn: Connection, land: Landscape, position: int) -> None:
+    conn.execute(
+        update(land.positions)
+        .where(land.positions.c.projection == PROJECTION)
+        .values(position=position, updated_at=datetime.now(UTC))
+    )
 
 
 def _before(events: list[tuple[int, Any]], until_time: datetime) -> list[tuple[int, Any]]:

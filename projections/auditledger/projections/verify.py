@@ -19,7 +19,7 @@ from auditledger.domain.lifecycle import OPEN
 from auditledger.domain.run import RUN_COMPLETED
 
 from .rebuild import build, shadow
-from .runner import PROJECTION, EventSource
+from .runner import EventSource, read_position
 from .schema import Landscape
 
 SAMPLES = 5
@@ -181,10 +181,7 @@ def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
 
 
 def position(conn: Connection, land: Landscape, last: int) -> Check:
-    positions = land.positions
-    current = int(
-        conn.scalar(select(positions.c.position).where(positions.c.projection == PROJECTION)) or 0
-    )
+    current = read_position(conn, land)
     bad: list[str] = []
     if current > last:
         bad.append(f"the landscape is at position {current}, ahead of the log's last {last}")
@@ -197,10 +194,7 @@ def position(conn: Connection, land: Landscape, last: int) -> Check:
 
 def rebuild_diff(engine: Engine, conn: Connection, live: Landscape, source: EventSource) -> Check:
     """Rebuild up to the live position in a shadow and compare every row of every table."""
-    positions = live.positions
-    stop = int(
-        conn.scalar(select(positions.c.position).where(positions.c.projection == PROJECTION)) or 0
-    )
+    stop = read_position(conn, live)
     conn.commit()
     bad: list[str] = []
     failed = checked = 0
