@@ -55,25 +55,35 @@ def safe_url(url: httpx.URL) -> str:
     return str(url)
 
 
-def body_ref(data: bytes, content_type: str | None) -> dict[str, Any]:
-    return {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "size": len(data),
-        "content_type": content_type,
-    }
+RequestPayloads = tuple[Payload, list[tuple[dict[str, str], Payload]]]
+"""A request body as kept: the whole body, and each multipart part with its headers."""
 
 
-def request_json(request: httpx.Request, body: bytes, redact: frozenset[str]) -> dict[str, Any]:
-    content_type = request.headers.get("content-type")
-    ref = body_ref(body, content_type)
-    parts = multipart_parts(content_type, body)
+def request_payloads(request: httpx.Request, body: bytes) -> RequestPayloads:
+    """The body and its multipart parts, each hashed once (for the refs and the store)."""
+    parts = multipart_parts(request.headers.get("content-type"), body)
+    return Payload.of_bytes(body), [(headers, Payload.of_bytes(data)) for headers, data in parts]
+
+
+def body_ref(payload: Payload, content_type: str | None) -> dict[str, Any]:
+    return {"sha256": payload.digest, "size": len(payload.data), "content_type": content_type}
+
+
+def request_json(
+    request: httpx.Request,
+    body: bytes,
+    redact: frozenset[str],
+    payloads: RequestPayloads | None = None,
+) -> dict[str, Any]:
+    whole, parts = payloads or request_payloads(request, body)
+    ref = body_ref(whole, request.headers.get("content-type"))
     if parts:
         ref["parts"] = [
             {
                 **{k: v for k, v in headers.items() if k in ("name", "filename")},
-                **body_ref(data, headers.get("content-type")),
+                **body_ref(part, headers.get("content-type")),
             }
-            for headers, data in parts
+            for headers, part in parts
         ]
     return {
         "method": request.method,
@@ -147,9 +157,6 @@ class Exchange:
         assert self.response is not None
         return httpx.Response(200, headers=self.response.headers, content=self.body).content
 
-    def request_json(self) -> dict[str, Any]:
-        return request_json(self.request, self.request_body, self.redact)
-
     def response_json(self, *, truncated: bool) -> dict[str, Any]:
         assert self.response is not None
         content_type = self.response.headers.get("content-type")
@@ -211,12 +218,9 @@ class CallSink:
             return
         exchange.recorded = True
         latency_ms = (time.perf_counter() - exchange._t0) * 1000.0
-        attachments = [Payload.of_bytes(exchange.request_body)]
-        content_type = exchange.request.headers.get("content-type")
-        attachments += [
-            Payload.of_bytes(data)
-            for _, data in multipart_parts(content_type, exchange.request_body)
-        ]
+        payloads = request_payloads(exchange.request, exchange.request_body)
+        whole, parts = payloads
+        attachments = [whole, *(part for _, part in parts)]
         response = None
         error: Mapping[str, Any] | None = None
         summary: Mapping[str, Any] | None = None
@@ -238,7 +242,9 @@ class CallSink:
             self.state_id,
             operation_id=self.operation_id,
             call_type=self.call_type,
-            request=exchange.request_json(),
+            request=request_json(
+                exchange.request, exchange.request_body, exchange.redact, payloads
+            ),
             response=response,
             error=error,
             status="error" if error is not None else "success",
