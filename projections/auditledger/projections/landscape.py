@@ -59,7 +59,10 @@ class Changes:
     inserts: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
     patches: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
 
-    def insert(self, table: str, key: Key, row: Row) -> None:
+    def insert(self, table: str, row: Row) -> None:
+        """A whole new row, keyed by its table's key columns (KEYS)."""
+        names = KEYS[table]
+        key = row[names[0]] if len(names) == 1 else tuple(row[n] for n in names)
         self.inserts[table].setdefault(key, row)
 
     def patch(self, table: str, key: Key, values: Row) -> None:
@@ -98,12 +101,10 @@ def project(domain_event: object, changes: Changes) -> None:
 
 @project.register
 def _run_started(e: Run.RunStarted, changes: Changes) -> None:
-    run_id = str(e.originator_id)
     changes.insert(
         "runs",
-        run_id,
         {
-            "run_id": run_id,
+            "run_id": str(e.originator_id),
             "status": RUNNING,
             "config_hash": e.config_hash,
             "config_json": e.config_json,
@@ -127,48 +128,39 @@ def _run_resumed(e: Run.RunResumed, changes: Changes) -> None:
 
 @project.register
 def _state_opened(e: NodeState.StateOpened, changes: Changes) -> None:
-    state_id = str(e.originator_id)
     changes.insert(
         "node_states",
-        state_id,
         {
-            "state_id": state_id,
-            "run_id": str(e.run_id),
+            "state_id": str(e.originator_id),
             "token_id": e.token_id,
-            "node_id": e.node_id,
             "step_index": e.step_index,
             "attempt": e.attempt,
-            "status": OPEN,
-            "input_hash": e.input_hash,
-            "output_hash": None,
-            "error_json": None,
-            "started_at": utc(e.timestamp),
-            "completed_at": None,
-            "duration_ms": None,
+            **_opened(e),
         },
     )
 
 
 @project.register
 def _operation_started(e: Operation.OperationStarted, changes: Changes) -> None:
-    operation_id = str(e.originator_id)
     changes.insert(
         "operations",
-        operation_id,
-        {
-            "operation_id": operation_id,
-            "run_id": str(e.run_id),
-            "node_id": e.node_id,
-            "operation_type": e.operation_type,
-            "status": OPEN,
-            "input_hash": e.input_hash,
-            "output_hash": None,
-            "error_json": None,
-            "started_at": utc(e.timestamp),
-            "completed_at": None,
-            "duration_ms": None,
-        },
+        {"operation_id": str(e.originator_id), "operation_type": e.operation_type, **_opened(e)},
     )
+
+
+def _opened(e: NodeState.StateOpened | Operation.OperationStarted) -> Row:
+    """The columns a node state and an operation share when they open."""
+    return {
+        "run_id": str(e.run_id),
+        "node_id": e.node_id,
+        "status": OPEN,
+        "input_hash": e.input_hash,
+        "output_hash": None,
+        "error_json": None,
+        "started_at": utc(e.timestamp),
+        "completed_at": None,
+        "duration_ms": None,
+    }
 
 
 def _call_row(e: CallRecordedEvent, state_id: str | None, operation_id: str | None) -> Row:
@@ -193,12 +185,12 @@ def _call_row(e: CallRecordedEvent, state_id: str | None, operation_id: str | No
 
 @project.register
 def _state_call(e: NodeState.CallRecorded, changes: Changes) -> None:
-    changes.insert("calls", e.call_id, _call_row(e, str(e.originator_id), None))
+    changes.insert("calls", _call_row(e, str(e.originator_id), None))
 
 
 @project.register
 def _operation_call(e: Operation.CallRecorded, changes: Changes) -> None:
-    changes.insert("calls", e.call_id, _call_row(e, None, str(e.originator_id)))
+    changes.insert("calls", _call_row(e, None, str(e.originator_id)))
 
 
 def _parent_table(e: object) -> str:
@@ -233,12 +225,10 @@ def _failed(e: FailedEvent, changes: Changes) -> None:
 
 @project.register
 def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
-    batch_id = str(e.originator_id)
     changes.insert(
         "batches",
-        batch_id,
         {
-            "batch_id": batch_id,
+            "batch_id": str(e.originator_id),
             "run_id": str(e.run_id),
             "aggregation_node_id": e.aggregation_node_id,
             "aggregation_state_id": None,
@@ -253,11 +243,9 @@ def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
 
 @project.register
 def _member_added(e: Batch.BatchMemberAdded, changes: Changes) -> None:
-    batch_id = str(e.originator_id)
     changes.insert(
         "batch_members",
-        (batch_id, e.token_id),
-        {"batch_id": batch_id, "token_id": e.token_id, "ordinal": e.ordinal},
+        {"batch_id": str(e.originator_id), "token_id": e.token_id, "ordinal": e.ordinal},
     )
 
 
