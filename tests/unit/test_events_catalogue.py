@@ -6,7 +6,7 @@ import re
 import typing
 from pathlib import Path
 
-from eventsourcing.domain import Aggregate, CanMutateAggregate
+from eventsourcing.domain import CanMutateAggregate
 
 from auditledger.domain import Batch, CallKey, NodeState, Operation, Run
 from auditledger.domain.call_parent import CallRecordedEvent
@@ -43,6 +43,7 @@ def test_every_event_field_is_described_in_the_catalogue() -> None:
 
 
 def test_both_parents_record_calls_with_the_one_documented_shape() -> None:
-    assert issubclass(NodeState.CallRecorded, CallRecordedEvent)
-    assert issubclass(Operation.CallRecorded, CallRecordedEvent)
-    assert all(issubclass(a, Aggregate) for a in AGGREGATES)
+    shape = typing.get_type_hints(CallRecordedEvent)
+    for event in (NodeState.CallRecorded, Operation.CallRecorded):
+        assert typing.get_type_hints(event) == shape, event.TOPIC
+        assert event.TOPIC in CATALOGUE
