@@ -98,9 +98,15 @@ def test_a_refused_shared_commit_fails_only_the_conflicting_caller() -> None:
 
 def test_a_caller_returns_only_after_its_own_commit() -> None:
     store = Store()
-    store.entered.set()  # no gate
-    committer = GroupCommitter(store.write, max_events=1)
-    committer.submit([event("x")], [])
+    committer = GroupCommitter(store.write)
+    outcomes, (caller,) = submit_in_threads(committer, ["x"])
+    assert store.entered.wait(10)  # its commit has started and is held at the gate
+    caller.join(0.2)
+    assert caller.is_alive() and outcomes == {}
+
+    store.gate.set()
+    caller.join(10)
+    assert outcomes == {"x": "committed"}
     assert store.commits == [["x"]]
 
 
