@@ -19,7 +19,7 @@ import uuid
 import httpx
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 
 RESPONSE = {"items": [{"n": n, "text": "x" * 30} for n in range(100)]}
 REQUEST = {"query": "y" * 1000}

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.chain_store import LogSource
-from auditledger.adapters.chain_verify import verify_chain
-from auditledger.adapters.engines import build_engine
-from auditledger.adapters.settings import StoreSettings
-from auditledger.adapters.sqlite_recorder import LedgerSQLiteRecorder
-from auditledger.projections.chain import GENESIS, link, originator_text
-from auditledger.projections.tables import CHAIN_TABLES, metadata
+from auditledger.adapters.storage.engines import build_engine
+from auditledger.adapters.storage.settings import StoreSettings
+from auditledger.adapters.storage.sqlite_recorder import LedgerSQLiteRecorder
+from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
+from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.tables import CHAIN_TABLES, metadata
+from auditledger.adapters.tamper.verifier import verify_chain
 
 AUDITLEDGER = str(Path(sys.executable).parent / "auditledger")
 

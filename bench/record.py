@@ -273,8 +273,8 @@ def raw_floor(
 
     mapped=True: starting from domain events, so the library's mapper (JSON transcoding)
     is timed too, as every real write pays it."""
-    from auditledger.adapters.event_store import LedgerApplication
-    from auditledger.adapters.settings import StoreSettings
+    from auditledger.adapters.storage.event_store import LedgerApplication
+    from auditledger.adapters.storage.settings import StoreSettings
 
     by_aggregate: dict[Any, list[Any]] = {}
     for event in stored:
@@ -313,7 +313,7 @@ def domain_ceiling(tokens: int = 2000) -> dict[str, float]:
     library's Aggregate and event classes, our checks) and the mapper turning each event
     into a stored event, in memory, with the payload hashes given (no canonical JSON, no
     hashing, no store, no unit of work). No recording path can be faster than this."""
-    from auditledger.adapters.event_store import LedgerApplication
+    from auditledger.adapters.storage.event_store import LedgerApplication
     from auditledger.domain.batch import Batch
     from auditledger.domain.call_parent import CallFacts
     from auditledger.domain.node_state import NodeState

@@ -11,7 +11,7 @@ import pytest
 from fake_openai_server import serving
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
-from auditledger.adapters.fake_provider import FakeOpenAI
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 
 HOLD_SECONDS = 2.0
 

@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
-from auditledger.adapters.openai import SUMMARY_KEYS
-from auditledger.adapters.replay import RecordedCall, recorded_calls
+from auditledger.adapters.calls.llm_summary import SUMMARY_KEYS
+from auditledger.adapters.calls.replay import RecordedCall, recorded_calls
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 
 SECRET = "sk-proj-3f9a1c-never-in-the-ledger"
 PROMPT = [{"role": "user", "content": "the printer is on fire"}]

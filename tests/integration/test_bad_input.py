@@ -19,7 +19,7 @@ import pytest
 import rfc8785
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.canonical import Payload
+from auditledger.adapters.storage.canonical import Payload
 from auditledger.domain.errors import (
     DuplicateAttempt,
     InvalidArgument,
@@ -473,7 +473,7 @@ def test_payload_bytes_that_no_longer_match_their_hash_are_refused_on_read(
     else:
         from sqlalchemy import update
 
-        from auditledger.projections.tables import payloads
+        from auditledger.adapters.storage.tables import payloads
 
         with engine.begin() as conn:
             conn.execute(update(payloads).where(payloads.c.hash == ref).values(data=b"tampered"))

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
-from auditledger.adapters.openai_batch import BatchPending, OpenAIBatchRunner, custom_id_for
-from auditledger.adapters.replay import recorded_calls
+from auditledger.adapters.calls.batch_runner import BatchPending, OpenAIBatchRunner, custom_id_for
+from auditledger.adapters.calls.replay import recorded_calls
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 from auditledger.domain.batch import Batch
 from auditledger.domain.call_parent import CallRecordedEvent
 from auditledger.domain.errors import UnknownState

@@ -12,14 +12,14 @@ from chain_support import RawStore, Token, record_history
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger, chain_verify
-from auditledger.adapters.chain_store import LogSource
-from auditledger.adapters.chain_verify import verify_chain
-from auditledger.adapters.checkpoints import Key, checkpoint_of
-from auditledger.adapters.purge import parse_age, purge_payloads
+from auditledger.adapters.tamper.chain_format import GENESIS, Checkpoint, link
+from auditledger.adapters.tamper.purge import parse_age, purge_payloads
+from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.signing import Key, checkpoint_of
+from auditledger.adapters.tamper.verifier import verify_chain
 from auditledger.domain.errors import InvalidArgument, StoreError
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.run import Run
-from auditledger.projections.chain import GENESIS, Checkpoint, link
 
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 

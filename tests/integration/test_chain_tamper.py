@@ -16,9 +16,9 @@ from chain_support import RawStore, Token, record_history
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from auditledger.adapters.chain_store import LogSource
-from auditledger.adapters.chain_verify import verify_chain
-from auditledger.adapters.checkpoints import checkpoint_of
+from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.signing import checkpoint_of
+from auditledger.adapters.tamper.verifier import verify_chain
 
 TAMPERINGS = ["modified", "payload-tampered", "deleted", "inserted", "reordered", "truncated"]
 

@@ -6,8 +6,8 @@ import json
 from uuid import UUID
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.demo import DEMO_KEY, record_demo_run
-from auditledger.adapters.replay import recorded_calls
+from auditledger.adapters.calls.replay import recorded_calls
+from auditledger.adapters.demo.pipeline import DEMO_KEY, record_demo_run
 from auditledger.domain.batch import Batch
 from auditledger.domain.node_state import NodeState
 

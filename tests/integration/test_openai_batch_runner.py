@@ -11,14 +11,14 @@ import openai
 import pytest
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
-from auditledger.adapters.openai_batch import (
+from auditledger.adapters.calls.batch_runner import (
     BatchHandle,
     BatchPending,
     OpenAIBatchRunner,
     custom_id_for,
 )
-from auditledger.adapters.replay import RecordedCall, recorded_calls
+from auditledger.adapters.calls.replay import RecordedCall, recorded_calls
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 from auditledger.domain.batch import Batch
 from auditledger.domain.errors import InvalidArgument, UnknownState
 from auditledger.domain.node_state import NodeState

@@ -12,7 +12,7 @@ from landscape_model import dump, histories, log_events, position, record, refer
 from sqlalchemy import create_engine, text
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.ledger_landscape import LogReader
+from auditledger.adapters.landscape.service import LogReader
 from auditledger.projections.runner import Projector
 
 

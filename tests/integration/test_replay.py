@@ -10,9 +10,9 @@ import openai
 import pytest
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.fake_provider import FakeOpenAI
-from auditledger.adapters.openai_batch import OpenAIBatchRunner
-from auditledger.adapters.replay import recorded_calls
+from auditledger.adapters.calls.batch_runner import OpenAIBatchRunner
+from auditledger.adapters.calls.replay import recorded_calls
+from auditledger.adapters.demo.fake_provider import FakeOpenAI
 from auditledger.domain.errors import ReplayExhausted, ReplayMismatch, UnknownState
 
 PROMPT = [{"role": "user", "content": "app crashes on login"}]

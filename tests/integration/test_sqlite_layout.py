@@ -12,8 +12,8 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.canonical import Payload
-from auditledger.adapters.writer import EventWriter
+from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.writing.writer import EventWriter
 from auditledger.domain.call_parent import CallFacts
 from auditledger.domain.node_state import NodeState
 

@@ -151,7 +151,7 @@ def hammer(url: str) -> None:
 
 
 def _request_hash(value: Any) -> str:
-    from auditledger.adapters.canonical import Payload
+    from auditledger.adapters.storage.canonical import Payload
 
     return Payload.of_json(value, "request").digest
 

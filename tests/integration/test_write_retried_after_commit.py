@@ -11,12 +11,12 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.writer import EventWriter
+from auditledger.adapters.writing.writer import EventWriter
 from auditledger.domain.node_state import NodeState
 
 
 def _pending_call(ledger: Ledger, state_id: str, request: dict[str, int]) -> NodeState:
-    from auditledger.adapters.canonical import Payload
+    from auditledger.adapters.storage.canonical import Payload
     from auditledger.domain.call_parent import CallFacts
 
     state = ledger.load(NodeState, state_id)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.http_exchange import REDACTED
-from auditledger.adapters.replay import RecordedCall, recorded_calls
+from auditledger.adapters.calls.exchange import REDACTED
+from auditledger.adapters.calls.replay import RecordedCall, recorded_calls
 from auditledger.domain.errors import InvalidArgument, ParentClosed, UnknownState
 from auditledger.domain.node_state import NodeState
 

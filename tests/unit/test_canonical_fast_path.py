@@ -6,7 +6,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditledger.adapters.canonical import canonical_json
+from auditledger.adapters.storage.canonical import canonical_json
 
 SAFE = 2**53 - 1
 texts = st.text(

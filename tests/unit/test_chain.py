@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from auditledger.adapters.chain_store import Head
-from auditledger.adapters.checkpoints import Key, checkpoint_of
-from auditledger.domain.errors import InvalidCheckpoint
-from auditledger.projections.chain import (
+from auditledger.adapters.tamper.chain_format import (
     GENESIS,
     Checkpoint,
     link,
@@ -20,6 +17,9 @@ from auditledger.projections.chain import (
     parse_checkpoints,
     payload_digests,
 )
+from auditledger.adapters.tamper.raw_log import Head
+from auditledger.adapters.tamper.signing import Key, checkpoint_of
+from auditledger.domain.errors import InvalidCheckpoint
 
 
 def test_a_link_is_sha256_over_the_documented_length_prefixed_fields() -> None:

@@ -12,7 +12,7 @@ from uuid import uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from auditledger.adapters.group_commit import GroupCommitter
+from auditledger.adapters.writing.group_commit import GroupCommitter
 
 
 def event(tag: str) -> StoredEvent:

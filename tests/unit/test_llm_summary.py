@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from auditledger.adapters import Ledger
-from auditledger.adapters.openai import SUMMARY_KEYS
-from auditledger.adapters.replay import recorded_calls
+from auditledger.adapters.calls.llm_summary import SUMMARY_KEYS
+from auditledger.adapters.calls.replay import recorded_calls
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscode
 from hypothesis import given
 from hypothesis import strategies as st
 
-from auditledger.adapters.transcoder import LedgerTranscoder
+from auditledger.adapters.storage.transcoder import LedgerTranscoder
 
 
 def _library() -> JSONTranscoder:

@@ -1,7 +1,6 @@
 """The composition root: stores, the Ledger facade, audited clients and the CLI."""
 
+from auditledger.adapters.ledger import Ledger
 from auditledger.domain.errors import LedgerError
-
-from .ledger import Ledger
 
 __all__ = ["Ledger", "LedgerError"]

@@ -21,6 +21,14 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError
 
+from auditledger.adapters.calls.clients import AuditedClients
+from auditledger.adapters.landscape.service import LandscapeMixin
+from auditledger.adapters.storage.canonical import Payload, canonical_text, checked_attachments
+from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.storage.stores import Stores
+from auditledger.adapters.writing.cache import AggregateCache
+from auditledger.adapters.writing.units import StaleCopy as _StaleCopy
+from auditledger.adapters.writing.units import UnitsMixin
 from auditledger.domain.batch import Batch
 from auditledger.domain.call_key import CallKey, call_key_id
 from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
@@ -40,15 +48,6 @@ from auditledger.domain.errors import (
 from auditledger.domain.node_state import NodeState, state_id_for
 from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
-
-from .cache import AggregateCache
-from .canonical import Payload, canonical_text, checked_attachments
-from .clients import AuditedClients
-from .event_store import LedgerApplication
-from .ledger_landscape import LandscapeMixin
-from .stores import Stores
-from .units import StaleCopy as _StaleCopy
-from .units import UnitsMixin
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")

@@ -1,4 +1,4 @@
-"""The one MetaData: the landscape tables, the projection position, and the payload store.
+"""The landscape's MetaData: its tables and the projection position.
 
 Table and column names are a public contract: auditors write SQL against them. Foreign keys
 are real (SQLite runs with PRAGMA foreign_keys=ON), so the projection itself proves that no
@@ -16,7 +16,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
@@ -141,29 +140,5 @@ projection_positions = Table(
     Column("updated_at", WHEN, nullable=False),
 )
 
-payloads = Table(
-    "payloads",
-    metadata,
-    Column("hash", DIGEST, primary_key=True),
-    Column("data", LargeBinary),
-    Column("size", BigInteger, nullable=False),
-    Column("created_at", WHEN, nullable=False),
-    Column("purged_at", WHEN),
-)
-
-chain = Table(
-    "chain",
-    metadata,
-    Column("position", BigInteger, primary_key=True, autoincrement=False),
-    Column("prev_position", BigInteger, nullable=False),
-    Column("chain_hash", DIGEST, nullable=False),
-    Column("sealed_at", WHEN, nullable=False),
-)
-"""Tamper evidence, beside the event log (see chain.py); never part of a landscape rebuild."""
-
 LANDSCAPE_TABLES = (runs, node_states, operations, calls, batches, batch_members)
 """In dependency order: create in this order, delete in reverse."""
-
-PAYLOAD_TABLES = (payloads,)
-
-CHAIN_TABLES = (chain,)

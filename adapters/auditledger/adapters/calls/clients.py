@@ -1,0 +1,220 @@
+"""Ledger methods that hand out audited (and replaying) httpx and openai clients.
+
+Every client is bound to one parent that must exist and, for recording clients, still be
+open or pending: a made-up id fails here, before any request leaves. Options that would
+route requests around the audited transport (http_client=, mounts=, proxy=) are refused;
+pass an inner transport instead (e.g. transport=httpx.HTTPTransport(proxy=...)).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+import httpx
+
+from auditledger.adapters.calls.exchange import CallSink, redaction_set
+from auditledger.adapters.calls.llm_summary import ends_event_stream, summarise_exchange
+from auditledger.adapters.calls.replay import AsyncReplayTransport, ReplayCursor, ReplayTransport
+from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport
+from auditledger.domain.errors import InvalidArgument, ParentClosed
+
+if TYPE_CHECKING:
+    import openai as openai_sdk
+
+    from auditledger.adapters.ledger import Ledger
+
+_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries")
+_BYPASSES = ("mounts", "proxy", "http_client", "app")
+REPLAY_API_KEY = "replayed-from-the-ledger"
+
+
+class AuditedClients:
+    """Mixed into Ledger: `ledger.http_client(state_id)`, `ledger.openai(state_id)`, replay."""
+
+    def http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "http",
+        **httpx_kwargs: Any,
+    ) -> httpx.Client:
+        """An httpx.Client whose every request is a call under the state (or operation)."""
+        audited = self.audited_transport(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport or _inner(httpx.HTTPTransport, httpx_kwargs),
+            call_type=call_type,
+        )
+        return httpx.Client(transport=audited, **_checked(httpx_kwargs))
+
+    def async_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        call_type: str = "http",
+        **httpx_kwargs: Any,
+    ) -> httpx.AsyncClient:
+        sink = self._sink(state_id, operation_id, call_type)
+        inner = transport or _inner(httpx.AsyncHTTPTransport, httpx_kwargs)
+        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), inner)
+        return httpx.AsyncClient(transport=audited, **_checked(httpx_kwargs))
+
+    def audited_transport(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "http",
+    ) -> AuditedTransport:
+        sink = self._sink(state_id, operation_id, call_type)
+        return AuditedTransport(sink, redaction_set(redact_headers), transport)
+
+    def openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "llm",
+        **openai_kwargs: Any,
+    ) -> openai_sdk.OpenAI:
+        """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
+        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+
+        sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
+        audited = AuditedTransport(sink, redaction_set(redact_headers), transport)
+        http_client = openai_sdk.DefaultHttpxClient(transport=audited)
+        return openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
+
+    def async_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        call_type: str = "llm",
+        **openai_kwargs: Any,
+    ) -> openai_sdk.AsyncOpenAI:
+        import openai as openai_sdk  # imported on first use
+
+        sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
+        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), transport)
+        http_client = openai_sdk.DefaultAsyncHttpxClient(transport=audited)
+        return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
+
+    def replay_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **httpx_kwargs: Any,
+    ) -> httpx.Client:
+        """An httpx.Client answered from the parent's recorded exchanges; it writes nothing."""
+        cursor = self._cursor(state_id, operation_id, redact_headers)
+        return httpx.Client(transport=ReplayTransport(cursor), **_checked(httpx_kwargs))
+
+    def async_replay_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **httpx_kwargs: Any,
+    ) -> httpx.AsyncClient:
+        cursor = self._cursor(state_id, operation_id, redact_headers)
+        return httpx.AsyncClient(transport=AsyncReplayTransport(cursor), **_checked(httpx_kwargs))
+
+    def replay_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **openai_kwargs: Any,
+    ) -> openai_sdk.OpenAI:
+        """An openai_sdk.OpenAI answered from the ledger; pass the options the recording used."""
+        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+
+        cursor = self._cursor(state_id, operation_id, redact_headers)
+        http_client = openai_sdk.DefaultHttpxClient(transport=ReplayTransport(cursor))
+        openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
+        return openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
+
+    def replay_async_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **openai_kwargs: Any,
+    ) -> openai_sdk.AsyncOpenAI:
+        import openai as openai_sdk  # imported on first use
+
+        cursor = self._cursor(state_id, operation_id, redact_headers)
+        http_client = openai_sdk.DefaultAsyncHttpxClient(transport=AsyncReplayTransport(cursor))
+        openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
+        return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
+
+    def _sink(
+        self,
+        state_id: str | UUID | None,
+        operation_id: str | UUID | None,
+        call_type: str,
+        summarise: Any = None,
+        ends_stream: Any = None,
+    ) -> CallSink:
+        ledger = cast("Ledger", self)
+        cls, parent_id = ledger._call_parent(state_id, operation_id)
+        parent = ledger._read(cls, parent_id)  # as it is now: the unit's copy, if in a unit
+        if parent.is_terminal:
+            raise ParentClosed(parent.id, parent.kind, parent.status)
+        is_state = state_id is not None
+        return CallSink(
+            ledger,
+            str(parent_id) if is_state else None,
+            None if is_state else str(parent_id),
+            call_type,
+            summarise,
+            ends_stream,
+        )
+
+    def _cursor(
+        self,
+        state_id: str | UUID | None,
+        operation_id: str | UUID | None,
+        redact_headers: Iterable[str],
+    ) -> ReplayCursor:
+        ledger = cast("Ledger", self)
+        cls, parent_id = ledger._call_parent(state_id, operation_id)
+        ledger._read(cls, parent_id)  # refuses an unknown parent
+        return ReplayCursor(ledger, parent_id, redaction_set(redact_headers))
+
+
+def _inner(kind: Any, httpx_kwargs: dict[str, Any]) -> Any:
+    options = {key: httpx_kwargs.pop(key) for key in _TRANSPORT_OPTIONS if key in httpx_kwargs}
+    return kind(**options)
+
+
+def _checked(kwargs: dict[str, Any]) -> dict[str, Any]:
+    for key in _BYPASSES:
+        if key in kwargs:
+            raise InvalidArgument(
+                key,
+                type(kwargs[key]).__name__,
+                "it would bypass the audited transport; pass transport=<inner transport> instead",
+            )
+    return kwargs

@@ -1,0 +1,257 @@
+"""How one HTTP exchange becomes a call: the JSON shapes of docs/calls.md, and their recording.
+
+Invariants kept here:
+- secrets never reach the ledger: credential headers (and any header the caller names) and
+  URL userinfo are replaced by REDACTED before anything is hashed or stored, so the request
+  hash is the hash of what is stored;
+- body bytes are their own payloads, referenced by sha256 and committed before the call event
+  (they travel as `attachments=`), so a body ref never dangles;
+- a response body is kept once: chunks are hashed as they pass and joined once at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from auditledger.adapters.storage.canonical import Payload
+
+if TYPE_CHECKING:
+    from auditledger.adapters.ledger import Ledger
+
+REDACTED = "[redacted]"
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "api-key",
+        "x-api-key",
+        "cookie",
+        "set-cookie",
+    }
+)
+
+Summariser = Callable[["Exchange"], tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]
+"""(summary, error) for a finished exchange; an error turns a 2xx call into an error call."""
+
+
+def redaction_set(extra: Iterable[str] = ()) -> frozenset[str]:
+    return SECRET_HEADERS | {name.lower() for name in extra}
+
+
+def header_pairs(headers: httpx.Headers, redact: frozenset[str]) -> list[list[str]]:
+    return [[name, REDACTED if name in redact else value] for name, value in headers.multi_items()]
+
+
+def safe_url(url: httpx.URL) -> str:
+    if url.userinfo:
+        url = url.copy_with(username=REDACTED, password=None)
+    return str(url)
+
+
+RequestPayloads = tuple[Payload, list[tuple[dict[str, str], Payload]]]
+"""A request body as kept: the whole body, and each multipart part with its headers."""
+
+
+def request_payloads(request: httpx.Request, body: bytes) -> RequestPayloads:
+    """The body and its multipart parts, each hashed once (for the refs and the store)."""
+    parts = multipart_parts(request.headers.get("content-type"), body)
+    return Payload.of_bytes(body), [(headers, Payload.of_bytes(data)) for headers, data in parts]
+
+
+def body_ref(payload: Payload, content_type: str | None) -> dict[str, Any]:
+    return {"sha256": payload.digest, "size": len(payload.data), "content_type": content_type}
+
+
+def request_json(
+    request: httpx.Request,
+    body: bytes,
+    redact: frozenset[str],
+    payloads: RequestPayloads | None = None,
+) -> dict[str, Any]:
+    whole, parts = payloads or request_payloads(request, body)
+    ref = body_ref(whole, request.headers.get("content-type"))
+    if parts:
+        ref["parts"] = [
+            {
+                **{k: v for k, v in headers.items() if k in ("name", "filename")},
+                **body_ref(part, headers.get("content-type")),
+            }
+            for headers, part in parts
+        ]
+    return {
+        "method": request.method,
+        "url": safe_url(request.url),
+        "headers": header_pairs(request.headers, redact),
+        "body": ref,
+    }
+
+
+def multipart_parts(content_type: str | None, body: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """The parts of a multipart/form-data body, byte-exact (RFC 7578); [] for anything else."""
+    if not content_type or not content_type.startswith("multipart/form-data"):
+        return []
+    params = (item.strip() for item in content_type.split(";")[1:])
+    marker = next((p[9:].strip('"') for p in params if p.startswith("boundary=")), None)
+    if not marker:
+        return []
+    parts = []
+    for chunk in body.split(b"--" + marker.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        headers: dict[str, str] = {}
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+            for item in value.split(";")[1:]:
+                key, _, val = item.strip().partition("=")
+                headers[key.lower()] = val.strip('"')
+        parts.append((headers, data.removesuffix(b"\r\n")))
+    return parts
+
+
+def is_http_request(value: Any) -> bool:
+    return isinstance(value, dict) and {"method", "url", "headers", "body"} <= value.keys()
+
+
+def error_json(error: BaseException) -> dict[str, Any]:
+    kind = type(error)
+    return {"type": kind.__name__, "module": kind.__module__, "message": str(error)}
+
+
+@dataclass
+class Exchange:
+    """One request on its way through an audited transport, until its call is recorded."""
+
+    request: httpx.Request
+    request_body: bytes
+    redact: frozenset[str]
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _t0: float = field(default_factory=time.perf_counter)
+    response: httpx.Response | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    size: int = 0
+    _hash: Any = field(default_factory=hashlib.sha256)
+    recorded: bool = False
+
+    def take(self, chunk: bytes) -> None:
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+        self._hash.update(chunk)
+
+    @property
+    def body(self) -> bytes:
+        if len(self.chunks) != 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0]
+
+    def decoded_body(self) -> bytes:
+        """The body as the caller sees it: Content-Encoding (gzip, br, ...) undone."""
+        assert self.response is not None
+        return httpx.Response(200, headers=self.response.headers, content=self.body).content
+
+    def response_json(self, *, truncated: bool) -> dict[str, Any]:
+        assert self.response is not None
+        content_type = self.response.headers.get("content-type")
+        return {
+            "status_code": self.response.status_code,
+            "http_version": self.response.extensions.get("http_version", b"HTTP/1.1").decode(
+                "ascii", "replace"
+            ),
+            "headers": header_pairs(self.response.headers, self.redact),
+            "body": {
+                "sha256": self._hash.hexdigest(),
+                "size": self.size,
+                "content_type": content_type,
+            },
+            "truncated": truncated,
+        }
+
+
+@dataclass
+class SinkLog:
+    """What a sink has recorded so far: how many calls, and whether the last was an error
+    (so a caller can tell whether the failure it caught is already in the ledger)."""
+
+    calls: int = 0
+    last_was_error: bool = False
+
+
+@dataclass(frozen=True)
+class CallSink:
+    """Where an audited transport records: one ledger, one parent, one call type."""
+
+    ledger: Ledger
+    state_id: str | None
+    operation_id: str | None
+    call_type: str = "http"
+    summarise: Summariser | None = None
+    ends_stream: Callable[[bytes], bool] | None = None
+    recorded: SinkLog = field(default_factory=lambda: SinkLog())
+
+    def complete(self, exchange: Exchange) -> bool:
+        """Whether a body closed by the caller had all its bytes (Content-Length, or the
+        protocol's end marker, e.g. SSE `data: [DONE]`, which the SDK stops reading at)."""
+        assert exchange.response is not None
+        length = exchange.response.headers.get("content-length")
+        if length is not None and length.isdigit():
+            return exchange.size == int(length)
+        if self.ends_stream is None:
+            return False
+        try:
+            return self.ends_stream(exchange.decoded_body())
+        except httpx.DecodingError:
+            return False
+
+    def record(
+        self, exchange: Exchange, *, failure: BaseException | None = None, truncated: bool = False
+    ) -> None:
+        """Record the exchange as one call: success only for a complete 2xx that summarises."""
+        if exchange.recorded:
+            return
+        exchange.recorded = True
+        latency_ms = (time.perf_counter() - exchange._t0) * 1000.0
+        payloads = request_payloads(exchange.request, exchange.request_body)
+        whole, parts = payloads
+        attachments = [whole, *(part for _, part in parts)]
+        response = None
+        error: Mapping[str, Any] | None = None
+        summary: Mapping[str, Any] | None = None
+        if exchange.response is not None:
+            response = exchange.response_json(truncated=truncated)
+            attachments.append(Payload(data=exchange.body, digest=response["body"]["sha256"]))
+            status_code = exchange.response.status_code
+            if not 200 <= status_code < 300:
+                error = {
+                    "type": "HTTPStatus",
+                    "status_code": status_code,
+                    "message": f"{status_code} {exchange.response.reason_phrase}".strip(),
+                }
+            elif self.summarise is not None and not truncated and failure is None:
+                summary, error = self.summarise(exchange)
+        if failure is not None:
+            error = error_json(failure)
+        self.ledger.record_call(
+            self.state_id,
+            operation_id=self.operation_id,
+            call_type=self.call_type,
+            request=request_json(
+                exchange.request, exchange.request_body, exchange.redact, payloads
+            ),
+            response=response,
+            error=error,
+            status="error" if error is not None else "success",
+            latency_ms=latency_ms,
+            started_at=exchange.started_at,
+            summary=summary,
+            attachments=attachments,
+        )
+        self.recorded.calls += 1
+        self.recorded.last_was_error = error is not None

@@ -1,0 +1,234 @@
+"""Tamper evidence on the command line: seal, checkpoint, verify-chain, consistency, purge.
+
+`verify-chain` is what `auditledger verify --chain` runs; it reads the raw tables only, so
+it can be pointed at a copy of the store. Exit codes: 0 all holds, 1 tampering found,
+2 the command could not run (bad URL, unreadable checkpoint, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from auditledger.adapters.cli.common import (
+    DEFAULT_STORE,
+    StoreOption,
+    console,
+    fail,
+    one_line_errors,
+)
+from auditledger.adapters.tamper.chain_format import ChainReport, Checkpoint, parse_checkpoints
+from auditledger.adapters.tamper.purge import parse_age, purge_payloads
+from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.signing import Key, checkpoint_of, read_key
+from auditledger.adapters.tamper.verifier import verify_chain
+from auditledger.domain.errors import InvalidCheckpoint
+
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="HMAC secret file, or an Ed25519 PEM key (private to sign, public to check)",
+    ),
+]
+HmacEnvOption = Annotated[
+    str | None,
+    typer.Option("--hmac-key-env", help="environment variable holding an HMAC secret"),
+]
+CheckpointFiles = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--checkpoint",
+        help="file of checkpoints (what `checkpoint` printed); repeat for several files",
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("seal")(seal)
+    app.command("checkpoint")(checkpoint)
+    app.command("verify-chain")(verify_chain_command)
+    app.command("consistency")(consistency)
+    app.command("purge")(purge)
+
+
+def seal(
+    store: StoreOption = DEFAULT_STORE,
+    every: Annotated[
+        float | None,
+        typer.Option("--every", min=0.01, help="keep sealing every SECONDS until interrupted"),
+    ] = None,
+) -> None:
+    """Extend the hash chain over every event recorded so far."""
+    last = -1
+    try:
+        with one_line_errors(), LogSource.open(store) as source:
+            while True:
+                head = source.seal()
+                if head.position != last:
+                    console.print(
+                        f"sealed up to position {head.position}: {head.chain_hash}",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    last = head.position
+                if every is None:
+                    return
+                time.sleep(every)
+    except KeyboardInterrupt:
+        return
+
+
+def checkpoint(
+    store: StoreOption = DEFAULT_STORE,
+    append: Annotated[
+        Path | None, typer.Option("--append", help="also append the checkpoint to this file")
+    ] = None,
+    key_file: KeyFileOption = None,
+    hmac_key_env: HmacEnvOption = None,
+) -> None:
+    """Seal, then print the log head (position, chain hash, time) as one JSON line."""
+    try:
+        with one_line_errors():
+            key = read_key(key_file, hmac_key_env)
+            with LogSource.open(store) as source:
+                head = source.seal()
+            line = checkpoint_of(head, key).to_json()
+        if append is not None:
+            with append.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+    except OSError as error:
+        raise fail(f"cannot append to {append}: {error}") from None
+    typer.echo(line)
+
+
+def verify_chain_command(
+    store: StoreOption = DEFAULT_STORE,
+    checkpoint_files: CheckpointFiles = None,
+    trust: Annotated[
+        Path | None,
+        typer.Option("--trust", help="start from the last checkpoint in this file"),
+    ] = None,
+    key_file: KeyFileOption = None,
+    hmac_key_env: HmacEnvOption = None,
+) -> None:
+    """Recompute the hash chain from the raw tables; report the first broken position."""
+    raise typer.Exit(run_verify_chain(store, checkpoint_files or [], trust, key_file, hmac_key_env))
+
+
+def run_verify_chain(
+    store: str,
+    checkpoint_files: list[Path],
+    trust: Path | None = None,
+    key_file: Path | None = None,
+    hmac_key_env: str | None = None,
+    until: int | None = None,
+) -> int:
+    """What `verify --chain` runs: prints the outcome, returns the exit code (0 = holds)."""
+    with one_line_errors():
+        key = read_key(key_file, hmac_key_env)
+        checkpoints = [c for path in checkpoint_files for c in _read_checkpoints(path)]
+        trusted = _read_checkpoints(trust)[-1] if trust is not None else None
+        with LogSource.open(store) as source:
+            report = verify_chain(
+                source,
+                checkpoints,
+                trusted=trusted,
+                signature_check=key.check if key is not None else None,
+                until=until,
+            )
+    _print_report(report, key, len(checkpoints) + (trusted is not None))
+    return 0 if report.ok else 1
+
+
+def consistency(
+    old: Annotated[Path, typer.Argument(help="file whose last checkpoint is the older head")],
+    new: Annotated[Path, typer.Argument(help="file whose last checkpoint is the newer head")],
+    store: StoreOption = DEFAULT_STORE,
+    key_file: KeyFileOption = None,
+    hmac_key_env: HmacEnvOption = None,
+) -> None:
+    """Check the log only grew from OLD to NEW: the same history up to OLD's head."""
+    with one_line_errors():
+        older, newer = _read_checkpoints(old)[-1], _read_checkpoints(new)[-1]
+    if older.position > newer.position:
+        raise fail(f"{old} is at position {older.position}, past {new} ({newer.position})")
+    code = run_verify_chain(store, [old, new], None, key_file, hmac_key_env, newer.position)
+    if code == 0:
+        console.print(
+            f"consistent: positions 1..{older.position} unchanged, "
+            f"{older.position + 1}..{newer.position} appended",
+            highlight=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(code)
+
+
+def purge(
+    older_than: Annotated[str, typer.Option("--older-than", help="e.g. 30d, 12h, 2w")],
+    run: Annotated[str | None, typer.Option("--run", help="only payloads of this run")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Delete payload bytes past retention; hashes, events and the chain stay."""
+    with one_line_errors():
+        age = parse_age(older_than)
+        with LogSource.open(store) as source:
+            result = purge_payloads(source, age, run_id=run, dry_run=dry_run)
+    verb = "would purge" if dry_run else "purged"
+    count = result.candidates if dry_run else result.purged
+    console.print(
+        f"{verb} {count} payload(s) last named before {result.cutoff.isoformat()}; "
+        "their hashes and the chain stay",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def export_checkpoint(store: str) -> dict[str, object] | None:
+    """The sealed log head for `export` to include (None for memory://)."""
+    if store.startswith("memory:"):
+        return None
+    with one_line_errors(), LogSource.open(store) as source:
+        head = source.seal()
+    return json.loads(checkpoint_of(head).to_json())  # type: ignore[no-any-return]
+
+
+def _read_checkpoints(path: Path) -> list[Checkpoint]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise InvalidCheckpoint(str(path), f"cannot read: {error}") from None
+    return parse_checkpoints(text, str(path))
+
+
+def _print_report(report: ChainReport, key: Key | None, checkpoints: int) -> None:
+    console.print(
+        f"chain: {report.events_checked} events checked, sealed up to "
+        f"{report.sealed_position}, unsealed tail {report.unsealed}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"payloads: {report.payloads_checked} checked, {report.payloads_purged} purged "
+        "(hash kept, bytes deleted)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if checkpoints:
+        signed = f", signatures checked ({key.kind})" if key is not None else ""
+        console.print(
+            f"checkpoints: {report.checkpoints_checked} of {checkpoints} matched{signed}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.finding is None:
+        console.print(
+            f"[green]OK[/]: head {report.head_position} {report.head_hash}", highlight=False
+        )
+    else:
+        console.print(f"[bold red]BROKEN[/] at {report.finding}", highlight=False, soft_wrap=True)

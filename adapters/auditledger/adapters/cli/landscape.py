@@ -1,0 +1,352 @@
+"""The landscape commands: rebuild, catch-up, follow, verify, explain, export.
+
+Each opens the store named by --store (an existing ledger: a missing one is an error, not a
+new empty ledger) and the landscape (--landscape URL, default: beside the events). Any store
+or landscape problem is one line on stderr, exit 2; `verify` exits 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from eventsourcing.persistence import PersistenceError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from auditledger.adapters.cli.chain import (
+    CheckpointFiles,
+    HmacEnvOption,
+    KeyFileOption,
+    export_checkpoint,
+    run_verify_chain,
+)
+from auditledger.adapters.cli.common import DEFAULT_STORE, StoreOption, console, fail
+from auditledger.adapters.ledger import Ledger
+from auditledger.adapters.storage.settings import StoreSettings
+from auditledger.domain.errors import LedgerError
+from auditledger.projections.queries import CallView, Explanation, StateView
+from auditledger.projections.verify import Check, VerifyReport
+
+LandscapeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--landscape",
+        help="where the landscape tables live (SQLAlchemy URL, e.g. sqlite:///auditor.sqlite3); "
+        "default: beside the events",
+    ),
+]
+
+
+class Format(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rebuild")(rebuild)
+    app.command("catch-up")(catch_up)
+    app.command("follow")(follow)
+    app.command("verify")(verify)
+    app.command("explain")(explain)
+    app.command("export")(export)
+
+
+@contextmanager
+def existing_ledger(store: str, landscape: str | None = None) -> Iterator[Ledger]:
+    """Open a ledger that already exists; every failure is one line and exit 2."""
+    try:
+        settings = StoreSettings.parse(store)
+        if settings.kind == "sqlite":
+            assert settings.directory is not None
+            events = settings.directory / "events.sqlite3"
+            if not events.is_file():
+                raise fail(
+                    f"no ledger at {store}: {events} does not exist "
+                    "(check --store, or record something first, e.g. auditledger demo)"
+                )
+        if settings.kind == "postgresql":
+            _reachable(settings)
+        ledger = Ledger.open(store, landscape=landscape)
+    except LedgerError as error:
+        raise fail(_one_line(error)) from None
+    try:
+        yield ledger
+    except (LedgerError, PersistenceError, SQLAlchemyError) as error:
+        raise fail(_one_line(error)) from None
+    finally:
+        ledger.close()
+
+
+def _reachable(settings: StoreSettings) -> None:
+    """A missing PostgreSQL database is named at once, not after the pool's retries."""
+    import psycopg
+
+    url = make_url(settings.postgres_url()).set(drivername="postgresql")
+    try:
+        psycopg.connect(url.render_as_string(hide_password=False), connect_timeout=5).close()
+    except psycopg.Error as error:
+        raise fail(f"no ledger at {settings.url}: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} events/s")
+
+
+def rebuild(
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            help="stop at this log position, or at the last event at/before this "
+            "ISO 8601 timestamp (time travel)"
+        ),
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(min=1)] = 2000,
+) -> None:
+    """Rebuild the landscape from the event log and swap it in atomically."""
+    with existing_ledger(store, landscape) as ledger:
+        last = ledger.app.recorder.max_notification_id() or 0
+        target = int(until) if until is not None and until.strip().isdigit() else last
+        columns = (BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn())
+        with Progress(
+            "[progress.description]{task.description}", *columns, console=console, transient=False
+        ) as bar:
+            task = bar.add_task("rebuild", total=min(target, last) or None)
+
+            def advance(_count: int, position: int) -> None:
+                bar.update(task, completed=position)
+
+            result = ledger.rebuild(until, chunk_size=chunk_size, progress=advance)
+        summary = Table(title="rebuild", show_header=False)
+        summary.add_row("events applied", f"{result.events:,}")
+        summary.add_row("position", f"{result.position:,}")
+        summary.add_row("wall time", f"{result.seconds:.2f} s")
+        rate = result.events / result.seconds if result.seconds > 0 else 0.0
+        summary.add_row("events/s", f"{rate:,.0f}")
+        for table, count in result.rows.items():
+            summary.add_row(f"rows in {table}", f"{count:,}")
+        console.print(summary)
+
+
+def catch_up(store: StoreOption = DEFAULT_STORE, landscape: LandscapeOption = None) -> None:
+    """Apply the events recorded since the landscape's position."""
+    with existing_ledger(store, landscape) as ledger:
+        applied = ledger.catch_up()
+        console.print(
+            f"applied {applied} events; landscape at position {ledger.landscape_position()}"
+        )
+
+
+def follow(
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+    poll: Annotated[float, typer.Option(help="seconds between polls", min=0.01)] = 1.0,
+) -> None:
+    """Keep the landscape current until interrupted (PostgreSQL: woken by NOTIFY)."""
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with existing_ledger(store, landscape) as ledger:
+        console.print(f"following {ledger.url} (Ctrl-C to stop)", highlight=False)
+
+        def report(count: int, position: int) -> None:
+            console.print(f"applied {count} events; position {position}", highlight=False)
+
+        applied = ledger.follow(lambda: stopping, poll_seconds=poll, progress=report)
+        console.print(f"stopped after applying {applied} events", highlight=False)
+
+
+def verify(
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+    diff: Annotated[
+        bool, typer.Option("--diff/--no-diff", help="compare with a fresh rebuild")
+    ] = True,
+    catch_up_first: Annotated[
+        bool, typer.Option("--catch-up/--no-catch-up", help="apply new events first")
+    ] = False,
+    chain: Annotated[
+        bool, typer.Option("--chain", help="also recompute the hash chain (tamper evidence)")
+    ] = False,
+    checkpoint: CheckpointFiles = None,
+    key_file: KeyFileOption = None,
+    hmac_key_env: HmacEnvOption = None,
+) -> None:
+    """Check the landscape's invariants; exit 0 only if every check passes."""
+    chain_code = 0
+    if chain or checkpoint:  # first: it reads raw bytes, so it reports even undecodable events
+        chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
+    with existing_ledger(store, landscape) as ledger:
+        if catch_up_first:
+            ledger.catch_up()
+        report = ledger.verify(diff=diff)
+    print_report(report)
+    if not report.passed or chain_code != 0:
+        raise typer.Exit(1)
+
+
+def print_report(report: VerifyReport, title: str = "verify") -> None:
+    table = Table(title=title)
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("checked", justify="right")
+    table.add_column("failed", justify="right")
+    for check in report.checks:
+        table.add_row(
+            check.name,
+            "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
+            f"{check.checked:,}",
+            f"{check.failed:,}",
+        )
+    console.print(table)
+    for check in report.checks:
+        _print_examples(check)
+
+
+def _print_examples(check: Check) -> None:
+    for example in check.examples:
+        console.print(f"  [red]{check.name}[/]: {example}", highlight=False)
+
+
+def explain(
+    state: Annotated[str | None, typer.Option("--state", help="a node state id")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="a token id")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="a run id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+) -> None:
+    """The lineage of a state, token or run: states, calls, payloads, batches."""
+    if sum(v is not None for v in (state, token, run)) != 1:
+        raise fail("name exactly one of --state ID, --token ID, --run ID")
+    with existing_ledger(store, landscape) as ledger:
+        found = ledger.explain(state_id=state, token_id=token, run_id=run)
+    if as_json:
+        sys.stdout.write(found.model_dump_json(indent=2) + "\n")
+        return
+    console.print(_tree(found))
+
+
+def _tree(found: Explanation) -> Tree:
+    root = Tree("lineage", hide_root=True)
+    for run in found.runs:
+        branch = root.add(f"[bold]run {run.run_id}[/] {run.status} config {run.config_hash[:12]}")
+        for op in run.operations:
+            node = branch.add(
+                f"operation {op.operation_type} at {op.node_id} {_status(op.status)}"
+                f"{_ms(op.duration_ms)} [dim]{op.operation_id}[/]"
+            )
+            _calls(node, op.calls)
+        for state in run.states:
+            _state(branch, state)
+        for batch in run.batches:
+            _batch(branch, batch)
+    return root
+
+
+def _state(branch: Tree, state: StateView) -> None:
+    node = branch.add(
+        f"step {state.step_index} [bold]{state.node_id}[/] token {state.token_id} "
+        f"attempt {state.attempt} {_status(state.status)}{_ms(state.duration_ms)} "
+        f"[dim]{state.state_id}[/]"
+    )
+    if state.error_json:
+        node.add(f"[red]error[/] {state.error_json}")
+    _calls(node, state.calls)
+    for batch in state.batches:
+        _batch(node, batch)
+
+
+def _calls(node: Tree, calls: list[CallView]) -> None:
+    for call in calls:
+        payloads = f"request {call.request_payload} sha256:{call.request_hash[:16]}"
+        if call.response_payload is not None and call.response_hash is not None:
+            payloads += f", response {call.response_payload} sha256:{call.response_hash[:16]}"
+        line = (
+            f"call {call.call_index} {call.call_type} {_status(call.status)}"
+            f"{_ms(call.latency_ms)} ({payloads})"
+        )
+        if call.error_json:
+            line += f" [red]{call.error_json}[/]"
+        node.add(line)
+
+
+def _batch(node: Tree, batch: Any) -> None:
+    members = ", ".join(f"{m.ordinal}:{m.token_id}" for m in batch.members)
+    node.add(
+        f"batch {batch.batch_id} at {batch.aggregation_node_id} {_status(batch.status)} "
+        f"members [{members}]"
+    )
+
+
+def _status(status: str) -> str:
+    colour = {"completed": "green", "success": "green", "failed": "red", "error": "red"}
+    return f"[{colour.get(status, 'yellow')}]{status}[/]"
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f" {value:,.1f} ms"
+
+
+def export(
+    run: Annotated[str, typer.Option("--run", help="the run id")],
+    format: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+) -> None:
+    """Write a run's landscape rows to stdout (jsonl: {"table", "row"}; csv: table + columns)."""
+    with existing_ledger(store, landscape) as ledger:
+        rows = ledger.export_rows(run)
+        if format is Format.jsonl:
+            for table, row in rows:
+                line = {"table": table, "row": {k: _plain(v) for k, v in row.items()}}
+                sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
+            head = export_checkpoint(store)
+            if head is not None:
+                sys.stdout.write(json.dumps({"table": "checkpoint", "row": head}) + "\n")
+            return
+        writer: csv.DictWriter[str] | None = None
+        for table, row in rows:
+            if writer is None:
+                writer = csv.DictWriter(sys.stdout, fieldnames=_csv_columns(), restval="")
+                writer.writeheader()
+            writer.writerow({"table": table, **{k: _plain(v) for k, v in row.items()}})
+
+
+def _csv_columns() -> list[str]:
+    from auditledger.projections.tables import LANDSCAPE_TABLES
+
+    names = ["table"]
+    for table in LANDSCAPE_TABLES:
+        names += [c.name for c in table.columns if c.name not in names]
+    return names
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value

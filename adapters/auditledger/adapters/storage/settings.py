@@ -1,0 +1,155 @@
+"""Store URLs -> where events, payloads and the landscape live.
+
+- ``memory://``: in-process only (tests, demos).
+- ``sqlite:///PATH`` (``sqlite:////abs/path``): a directory, created if missing, holding
+  ``events.sqlite3`` (the event log and the payload table, so a write is one transaction)
+  and ``landscape.sqlite3``. A directory made before that layout has its payloads in
+  ``payloads.sqlite3``, and keeps using it.
+- ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from auditledger.domain.errors import StoreError
+
+Kind = Literal["memory", "sqlite", "postgresql"]
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str
+    kind: Kind
+    directory: Path | None = None
+    host: str = ""
+    port: int = 5432
+    user: str = ""
+    password: str = ""
+    dbname: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> StoreSettings:
+        if not isinstance(url, str) or "://" not in url:
+            raise StoreError(
+                f"store URL {url!r} is not one of memory://, sqlite:///DIRECTORY, "
+                "postgresql://user@host:port/db"
+            )
+        scheme, rest = url.split("://", 1)
+        if scheme == "memory":
+            return cls(url=url, kind="memory")
+        if scheme in ("sqlite", "sqlite+pysqlite"):
+            if not rest.startswith("/") or rest == "/":
+                raise StoreError(f"store URL {url!r}: sqlite:///PATH names a directory")
+            return cls(url=url, kind="sqlite", directory=Path(unquote(rest[1:])))
+        if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+            parts = urlsplit(url)
+            dbname = parts.path.lstrip("/")
+            if not dbname:
+                raise StoreError(f"store URL {url!r}: name the database, .../DBNAME")
+            try:
+                port = parts.port or 5432
+            except ValueError:
+                raise StoreError(f"store URL {url!r}: the port is not a number") from None
+            return cls(
+                url=url,
+                kind="postgresql",
+                host=parts.hostname or "127.0.0.1",
+                port=port,
+                user=unquote(parts.username or "postgres"),
+                password=unquote(parts.password or ""),
+                dbname=unquote(dbname),
+            )
+        raise StoreError(
+            f"store URL {url!r}: unknown scheme {scheme!r} "
+            "(memory://, sqlite:///DIRECTORY, postgresql://user@host:port/db)"
+        )
+
+    def event_store_env(self) -> dict[str, str]:
+        if self.kind == "memory":
+            return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+        if self.kind == "sqlite":
+            assert self.directory is not None
+            return {
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(self.directory / "events.sqlite3"),
+                "SQLITE_LOCK_TIMEOUT": "60",
+                # the library's recorder, with a commit's payloads in the same transaction
+                "APPLICATION_RECORDER_TOPIC": (
+                    "auditledger.adapters.storage.sqlite_recorder:LedgerSQLiteRecorder"
+                ),
+            }
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.dbname,
+            "POSTGRES_HOST": self.host,
+            "POSTGRES_PORT": str(self.port),
+            "POSTGRES_USER": self.user,
+            "POSTGRES_PASSWORD": self.password,
+            "POSTGRES_POOL_SIZE": "4",
+            "POSTGRES_MAX_OVERFLOW": "8",
+            "POSTGRES_CONNECT_TIMEOUT": "10",
+            "POSTGRES_LOCK_TIMEOUT": "60",
+            # the library's recorder, with a commit's payloads in the same transaction
+            "APPLICATION_RECORDER_TOPIC": (
+                "auditledger.adapters.storage.pg_recorder:LedgerPostgresRecorder"
+            ),
+        }
+
+    @cached_property
+    def payloads_with_events(self) -> bool:
+        """Whether the payload table lives in the event store's own database, so payloads
+        and events commit in one transaction: PostgreSQL; SQLite unless the directory is of
+        the earlier layout (a payloads.sqlite3 and no payload table in events.sqlite3). Once
+        events.sqlite3 holds the payload table it decides, whatever files appear later.
+        Looked at once per settings (it reads the directory), so one open decides once."""
+        if self.kind == "sqlite":
+            assert self.directory is not None
+            if not (self.directory / "payloads.sqlite3").exists():
+                return True
+            return _has_payload_table(self.directory / "events.sqlite3")
+        return self.kind == "postgresql"
+
+    def sqlite_file(self, purpose: Literal["events", "payloads", "landscape"]) -> Path:
+        assert self.directory is not None
+        if purpose == "payloads" and self.payloads_with_events:
+            purpose = "events"
+        return self.directory / f"{purpose}.sqlite3"
+
+    def sqlalchemy_url(self, purpose: Literal["payloads", "landscape"]) -> str:
+        if self.kind == "memory":
+            return "sqlite://"
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.sqlite_file(purpose).as_posix()}"
+        return self.postgres_url()
+
+    def postgres_url(self) -> str:
+        from sqlalchemy import URL
+
+        return URL.create(
+            "postgresql+psycopg",
+            username=self.user or None,
+            password=self.password or None,
+            host=self.host,
+            port=self.port,
+            database=self.dbname,
+        ).render_as_string(hide_password=False)
+
+
+def _has_payload_table(events_file: Path) -> bool:
+    if not events_file.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(events_file, timeout=60)) as conn:
+            row = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'payloads'"
+            ).fetchone()
+    except sqlite3.Error:
+        return False  # not a database: opening the store says so
+    return row is not None

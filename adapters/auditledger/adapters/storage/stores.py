@@ -1,0 +1,88 @@
+"""Stores: the event log, the payload store and the landscape engine behind one store URL."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from auditledger.adapters.storage.engines import build_engine
+from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.storage.payloads import MemoryPayloadStore, PayloadStore, SqlPayloadStore
+from auditledger.adapters.storage.settings import StoreSettings
+from auditledger.adapters.storage.sqlite_recorder import LedgerSQLiteRecorder
+from auditledger.adapters.storage.tables import PAYLOAD_TABLES, metadata
+from auditledger.domain.errors import StoreError
+
+
+@dataclass
+class Stores:
+    settings: StoreSettings
+    application: LedgerApplication
+    payloads: PayloadStore
+    landscape_url: str
+    _landscape_engine: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def open(cls, url: str, *, landscape_url: str | None = None) -> Stores:
+        settings = StoreSettings.parse(url)
+        if settings.directory is not None:
+            try:
+                settings.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"store {url!r}: cannot create the directory: {error}") from None
+        application = _open_application(settings)
+        try:
+            payloads = _open_payloads(settings)
+        except BaseException:
+            application.close()
+            raise
+        recorder = application.recorder
+        if isinstance(recorder, LedgerSQLiteRecorder):
+            recorder.holds_payloads = settings.payloads_with_events
+        return cls(
+            settings=settings,
+            application=application,
+            payloads=payloads,
+            landscape_url=landscape_url or settings.sqlalchemy_url("landscape"),
+        )
+
+    @property
+    def landscape_engine(self) -> Engine:
+        with self._lock:
+            if self._landscape_engine is None:
+                self._landscape_engine = build_engine(self.landscape_url)
+            return self._landscape_engine
+
+    def close(self) -> None:
+        self.application.close()
+        self.payloads.close()
+        if self._landscape_engine is not None:
+            self._landscape_engine.dispose()
+
+
+def _open_application(settings: StoreSettings) -> LedgerApplication:
+    try:
+        return LedgerApplication(env=settings.event_store_env())
+    except Exception as error:  # the library raises several kinds for a bad store
+        raise StoreError(f"cannot open the event store at {settings.url!r}: {error}") from None
+
+
+def _open_payloads(settings: StoreSettings) -> PayloadStore:
+    if settings.kind == "memory":
+        return MemoryPayloadStore()
+    engine = build_engine(settings.sqlalchemy_url("payloads"))
+    try:
+        metadata.create_all(engine, tables=list(PAYLOAD_TABLES))
+    except SQLAlchemyError as error:
+        engine.dispose()
+        raise StoreError(f"cannot open the payload store at {settings.url!r}: {error}") from None
+    return _EngineOwningPayloadStore(engine)
+
+
+class _EngineOwningPayloadStore(SqlPayloadStore):
+    def close(self) -> None:
+        self.engine.dispose()
