@@ -11,7 +11,8 @@ import pytest
 from chain_support import RawStore, Token, record_history
 from sqlalchemy import text
 
-from auditledger.adapters import Ledger, chain_verify
+from auditledger.adapters import Ledger
+from auditledger.adapters.tamper import verifier as chain_verify
 from auditledger.adapters.tamper.chain_format import GENESIS, Checkpoint, link
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
 from auditledger.adapters.tamper.raw_log import LogSource
