@@ -70,3 +70,23 @@ def test_the_checks_see_what_they_forbid() -> None:
     )
     assert private_reaches(tree) == ["line 4: other._theirs"]
     assert mixins(tree) == ["line 1: class HostMixin"]
+
+
+def imported(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize(
+    "room", ["calls", "landscape", "tamper", "writing", "storage"], ids=lambda room: room
+)
+def test_the_rooms_below_the_facade_never_import_it(room: str) -> None:
+    for module in sorted((ADAPTERS / room).rglob("*.py")):
+        names = imported(ast.parse(module.read_text(encoding="utf-8")))
+        assert "auditledger.adapters.ledger" not in names, module
+        assert "auditledger.adapters" not in names, module  # the package re-exports Ledger
