@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from pathlib import Path
 from uuid import UUID
@@ -234,5 +235,18 @@ def everything_stored(ledger: Ledger, store_url: str) -> tuple[bytes, bytes]:
         finally:
             engine.dispose()
     else:
-        blobs += [data for data in ledger.payloads._data.values() if data]  # type: ignore[attr-defined]
+        blobs += reachable_payloads(ledger, events)
     return events, b"\n".join(blobs)
+
+
+def reachable_payloads(ledger: Ledger, events: bytes) -> list[bytes]:
+    """Every payload a digest in the events (or in a payload read so far) names."""
+    found: dict[str, bytes] = {}
+    pending = set(re.findall(rb"[0-9a-f]{64}", events))
+    while pending:
+        digests = [d.decode() for d in pending if d.decode() not in found]
+        pending = set()
+        for digest, (data, _) in ledger.payloads.read_many(digests).items():
+            found[digest] = data or b""
+            pending |= set(re.findall(rb"[0-9a-f]{64}", data or b""))
+    return [data for data in found.values() if data]

@@ -65,7 +65,7 @@ def test_the_projection_never_skips_an_event_that_commits_late(postgres_url: str
             input_hash=None,
         )
         recorder = ledger.app.recorder
-        stored = ledger._writer.collect([slow])
+        stored = ledger.writes.writer.collect([slow])
         errors: list[BaseException] = []
 
         def write(i: int) -> None:

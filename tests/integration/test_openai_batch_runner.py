@@ -269,7 +269,7 @@ def test_a_crash_between_batch_create_and_pending_is_recovered_from_the_ledger_a
     def crash(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt("the engine process died here")
 
-    monkeypatch.setattr(memory_ledger, "mark_pending", crash)
+    monkeypatch.setattr(memory_ledger, "mark_state_pending", crash)
     with pytest.raises(KeyboardInterrupt):
         runner.submit(f.batch_id, f.state_id, requests_for(TOKENS))
     monkeypatch.undo()

@@ -409,7 +409,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @invariant()
     def replaying_each_aggregate_equals_the_live_copy(self) -> None:
-        cache = self.ledger._cache
+        cache = self.ledger.writes.cache
         for aggregate_id in self.all_ids():
             live = cache.take(UUID(aggregate_id))
             if live is None:

@@ -58,7 +58,7 @@ def submit_in_threads(
 
 def wait_queued(committer: GroupCommitter, count: int) -> None:
     deadline = time.monotonic() + 10
-    while len(committer._queue) < count and time.monotonic() < deadline:
+    while committer.waiting < count and time.monotonic() < deadline:
         time.sleep(0.005)
 
 
@@ -70,10 +70,12 @@ def test_callers_arriving_during_a_commit_share_the_next_one() -> None:
     store.entered.wait(10)
     outcomes, threads = submit_in_threads(committer, ["a", "b", "c", "d"])
     wait_queued(committer, 4)
+    assert committer.waiting == 4
     store.gate.set()
     first.join()
     for thread in threads:
         thread.join()
+    assert committer.waiting == 0
     assert store.commits[0] == ["first"]
     assert sorted(store.commits[1]) == ["a", "b", "c", "d"]
     assert len(store.commits) == 2

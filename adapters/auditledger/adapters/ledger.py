@@ -9,72 +9,58 @@ was written.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError
+import httpx
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, PersistenceError
 
-from auditledger.adapters.calls.clients import AuditedClients
-from auditledger.adapters.landscape.service import LandscapeMixin
+from auditledger.adapters.calls.clients import ClientFactory
+from auditledger.adapters.calls.ports import RecordedCall
+from auditledger.adapters.calls.replay import read_recorded_calls
+from auditledger.adapters.calls.transports import AuditedTransport
+from auditledger.adapters.landscape.service import LandscapeService
 from auditledger.adapters.storage.canonical import Payload, canonical_text, checked_attachments
 from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.stores import Stores
-from auditledger.adapters.writing.cache import AggregateCache
-from auditledger.adapters.writing.units import StaleCopy as _StaleCopy
-from auditledger.adapters.writing.units import UnitsMixin
+from auditledger.adapters.writing.units import StaleCopy, UnitOfWork
+from auditledger.adapters.writing.write_path import WritePath
 from auditledger.domain.batch import Batch
 from auditledger.domain.call_key import CallKey, call_key_id
 from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
 from auditledger.domain.errors import (
     CallIdConflict,
-    ConcurrencyExhausted,
     DuplicateAttempt,
     InvalidArgument,
-    LedgerError,
-    StoreError,
-    UnknownAggregate,
-    UnknownBatch,
-    UnknownOperation,
-    UnknownRun,
-    UnknownState,
+    ParentClosed,
 )
 from auditledger.domain.node_state import NodeState, state_id_for
 from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
+from auditledger.projections import queries
+from auditledger.projections.rebuild import RebuildResult
+from auditledger.projections.runner import Progress
+from auditledger.projections.verify import VerifyReport
+
+if TYPE_CHECKING:
+    import openai as openai_sdk
 
 A = TypeVar("A", bound=Aggregate)
-R = TypeVar("R")
-
-_UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
-    Run: UnknownRun,
-    NodeState: UnknownState,
-    Operation: UnknownOperation,
-    Batch: UnknownBatch,
-}
 
 
-@lru_cache(maxsize=4096)
-def _uuid_of(raw: str) -> UUID:
-    """An id as a caller spells it, parsed once: a pipeline passes the same ids many times."""
-    return UUID(raw)
-
-
-class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
-    MAX_TRIES = 200
+class Ledger:
+    """The facade over three parts: the write path, the landscape service, the client factory."""
 
     def __init__(self, stores: Stores, *, group_commit: bool = False) -> None:
         self.stores = stores
         self.app: LedgerApplication = stores.application
         self.payloads = stores.payloads
-        self._cache = AggregateCache()
-        self._init_write_paths(stores, group_commit=group_commit)
+        self.writes = WritePath(stores, group_commit=group_commit)
+        self.landscape_service = LandscapeService(stores)
+        self.clients = ClientFactory(self)
 
     @classmethod
     def open(
@@ -106,11 +92,11 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
 
     def begin_run(self, config: Any = None, *, run_id: str | UUID | None = None) -> str:
         payload = Payload.of_json({} if config is None else config, "config")
-        new_id = uuid4() if run_id is None else self._parse_id(Run, run_id)
+        new_id = uuid4() if run_id is None else self.writes.parse_id(Run, run_id)
         run = Run.start(
             run_id=new_id, config_json=payload.data.decode("utf-8"), config_hash=payload.digest
         )
-        self._create(
+        self.writes.create(
             run,
             [payload],
             on_duplicate=lambda: InvalidArgument(
@@ -120,10 +106,10 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         return str(run.id)
 
     def complete_run(self, run_id: str | UUID, status: str = "completed") -> None:
-        self._change(Run, run_id, lambda run: run.complete(status))
+        self.writes.change(Run, run_id, lambda run: run.complete(status))
 
     def resume_run(self, run_id: str | UUID) -> None:
-        self._change(Run, run_id, lambda run: run.resume())
+        self.writes.change(Run, run_id, lambda run: run.resume())
 
     # Node states
 
@@ -137,7 +123,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         input: Any = None,
         attempt: int = 0,
     ) -> str:
-        run = self._read(Run, run_id)
+        run = self.writes.read(Run, run_id)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
         state = NodeState.open(
@@ -148,7 +134,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
             attempt=attempt,
             input_hash=payloads[0].digest if payloads else None,
         )
-        self._create(
+        self.writes.create(
             state,
             payloads,
             on_duplicate=lambda: DuplicateAttempt(state.id, token_id, node_id, attempt),
@@ -159,17 +145,19 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         """The id a state for (token, node, attempt) has, whether or not it was opened."""
         return str(state_id_for(token_id, node_id, attempt))
 
-    def mark_pending(self, state_id: str | UUID, reason: str | None = None) -> None:
-        self._change(NodeState, state_id, lambda s: s.mark_pending(reason))
+    def mark_state_pending(self, state_id: str | UUID, reason: str | None = None) -> None:
+        self.writes.change(NodeState, state_id, lambda s: s.mark_pending(reason))
+
+    mark_pending = mark_state_pending  # the earlier name, kept
 
     def complete_state(self, state_id: str | UUID, output: Any = None) -> None:
         payloads = [] if output is None else [Payload.of_json(output, "output")]
         digest = payloads[0].digest if payloads else None
-        self._change(NodeState, state_id, lambda s: s.complete(digest), payloads=payloads)
+        self.writes.change(NodeState, state_id, lambda s: s.complete(digest), payloads=payloads)
 
     def fail_state(self, state_id: str | UUID, error: Any = None) -> None:
         error_json = canonical_text(error, "error")
-        self._change(NodeState, state_id, lambda s: s.fail(error_json))
+        self.writes.change(NodeState, state_id, lambda s: s.fail(error_json))
 
     # Operations (source load / sink write)
 
@@ -182,10 +170,10 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         input: Any = None,
         operation_id: str | UUID | None = None,
     ) -> str:
-        run = self._read(Run, run_id)
+        run = self.writes.read(Run, run_id)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
-        new_id = uuid4() if operation_id is None else self._parse_id(Operation, operation_id)
+        new_id = uuid4() if operation_id is None else self.writes.parse_id(Operation, operation_id)
         operation = Operation.start(
             operation_id=new_id,
             run_id=run.id,
@@ -193,7 +181,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
             operation_type=operation_type,
             input_hash=payloads[0].digest if payloads else None,
         )
-        self._create(
+        self.writes.create(
             operation,
             payloads,
             on_duplicate=lambda: InvalidArgument(
@@ -203,16 +191,16 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         return str(operation.id)
 
     def mark_operation_pending(self, operation_id: str | UUID, reason: str | None = None) -> None:
-        self._change(Operation, operation_id, lambda o: o.mark_pending(reason))
+        self.writes.change(Operation, operation_id, lambda o: o.mark_pending(reason))
 
     def complete_operation(self, operation_id: str | UUID, output: Any = None) -> None:
         payloads = [] if output is None else [Payload.of_json(output, "output")]
         digest = payloads[0].digest if payloads else None
-        self._change(Operation, operation_id, lambda o: o.complete(digest), payloads=payloads)
+        self.writes.change(Operation, operation_id, lambda o: o.complete(digest), payloads=payloads)
 
     def fail_operation(self, operation_id: str | UUID, error: Any = None) -> None:
         error_json = canonical_text(error, "error")
-        self._change(Operation, operation_id, lambda o: o.fail(error_json))
+        self.writes.change(Operation, operation_id, lambda o: o.fail(error_json))
 
     # Calls
 
@@ -250,7 +238,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         payloads = [request_payload, *checked_attachments(attachments)]
         if response_payload is not None:
             payloads.append(response_payload)
-        return self._change(
+        return self.writes.change(
             parent_type,
             parent_id,
             lambda parent: parent.record_call(facts),
@@ -282,16 +270,16 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         *,
         batch_id: str | UUID | None = None,
     ) -> str:
-        run = self._read(Run, run_id)
+        run = self.writes.read(Run, run_id)
         run.require_running()
-        new_id = uuid4() if batch_id is None else self._parse_id(Batch, batch_id)
+        new_id = uuid4() if batch_id is None else self.writes.parse_id(Batch, batch_id)
         batch = Batch.create(
             batch_id=new_id,
             run_id=run.id,
             aggregation_node_id=aggregation_node_id,
             attempt=attempt,
         )
-        self._create(
+        self.writes.create(
             batch,
             [],
             on_duplicate=lambda: InvalidArgument(
@@ -301,31 +289,267 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         return str(batch.id)
 
     def add_batch_member(self, batch_id: str | UUID, token_id: str) -> int:
-        return self._change(Batch, batch_id, lambda b: b.add_member(token_id))
+        return self.writes.change(Batch, batch_id, lambda b: b.add_member(token_id))
 
     def link_batch(self, batch_id: str | UUID, state_id: str | UUID) -> None:
-        batch_uuid = self._parse_id(Batch, batch_id)
-        state = self._read(NodeState, state_id)
+        batch_uuid = self.writes.parse_id(Batch, batch_id)
+        state = self.writes.read(NodeState, state_id)
 
         def link(batch: Batch) -> None:
             batch.link(
                 state.id, run_id=state.run_id, node_id=state.node_id, state_status=state.status
             )
 
-        self._change(Batch, batch_uuid, link)
+        self.writes.change(Batch, batch_uuid, link)
 
     def complete_batch(self, batch_id: str | UUID) -> None:
-        self._change(Batch, batch_id, lambda b: b.complete())
+        self.writes.change(Batch, batch_id, lambda b: b.complete())
 
     def fail_batch(self, batch_id: str | UUID, error: Any = None) -> None:
         error_json = canonical_text(error, "error")
-        self._change(Batch, batch_id, lambda b: b.fail(error_json))
+        self.writes.change(Batch, batch_id, lambda b: b.fail(error_json))
 
-    # Reads of the live aggregates
+    # Reads
 
     def load(self, cls: type[A], aggregate_id: str | UUID) -> A:
         """The aggregate as the event store has it now (a fresh copy, safe to inspect)."""
-        return self._load(cls, aggregate_id)
+        return self.writes.load(cls, aggregate_id)
+
+    def recorded_calls(self, parent_id: str | UUID) -> list[RecordedCall]:
+        """A state's (or operation's) calls with their request and response JSON, in order."""
+        aggregate_id = self.writes.parse_id(Aggregate, parent_id)
+        return read_recorded_calls(self.app, self.payloads, aggregate_id)
+
+    def log_position(self) -> int:
+        """The position (notification id) of the last event in the log; 0 when empty."""
+        return self.landscape_service.log_position()
+
+    def call_parent_id(
+        self,
+        state_id: str | UUID | None,
+        operation_id: str | UUID | None = None,
+        *,
+        open_only: bool = True,
+    ) -> UUID:
+        """The id of a call's one parent, as it is now (in a unit: the unit's copy); refuses
+        an unknown parent and, with open_only, one that is closed."""
+        cls, parent_id = self._call_parent(state_id, operation_id)
+        parent = self.writes.read(cls, parent_id)
+        if open_only and parent.is_terminal:
+            raise ParentClosed(parent.id, parent.kind, parent.status)
+        return parent_id
+
+    # Units of work and group commit (writing/units.py)
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """Record the commands of this block in one transaction: all of them, or none."""
+        return self.writes.unit_of_work()
+
+    @property
+    def group_commit(self) -> bool:
+        return self.writes.group_commit
+
+    # The landscape (landscape/service.py)
+
+    def catch_up(self, chunk_size: int = 1000, *, progress: Progress | None = None) -> int:
+        """Apply every event recorded so far to the landscape; returns how many."""
+        return self.landscape_service.catch_up(chunk_size, progress=progress)
+
+    def landscape_position(self) -> int:
+        return self.landscape_service.landscape_position()
+
+    def follow(
+        self,
+        should_stop: Callable[[], bool],
+        *,
+        poll_seconds: float = 1.0,
+        chunk_size: int = 1000,
+        progress: Progress | None = None,
+    ) -> int:
+        """Keep the landscape current until should_stop(); PostgreSQL wakes on NOTIFY."""
+        return self.landscape_service.follow(
+            should_stop, poll_seconds=poll_seconds, chunk_size=chunk_size, progress=progress
+        )
+
+    def rebuild(
+        self,
+        until: str | int | datetime | None = None,
+        *,
+        chunk_size: int = 2000,
+        progress: Progress | None = None,
+    ) -> RebuildResult:
+        """Rebuild the landscape from position 0 (up to `until`) and swap it in atomically."""
+        return self.landscape_service.rebuild(until, chunk_size=chunk_size, progress=progress)
+
+    def verify(self, *, diff: bool = True) -> VerifyReport:
+        """Check the landscape's invariants as it stands (read-only: no catch-up)."""
+        return self.landscape_service.verify(diff=diff)
+
+    def explain(
+        self,
+        *,
+        state_id: str | None = None,
+        token_id: str | None = None,
+        run_id: str | None = None,
+    ) -> queries.Explanation:
+        return self.landscape_service.explain(state_id=state_id, token_id=token_id, run_id=run_id)
+
+    def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every landscape row of a run as (table, row), after catching up."""
+        return self.landscape_service.export_rows(run_id)
+
+    # Audited and replaying clients (calls/clients.py)
+
+    def http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "http",
+        **httpx_kwargs: Any,
+    ) -> httpx.Client:
+        """An httpx.Client whose every request is a call under the state (or operation)."""
+        return self.clients.http_client(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport,
+            call_type=call_type,
+            **httpx_kwargs,
+        )
+
+    def async_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        call_type: str = "http",
+        **httpx_kwargs: Any,
+    ) -> httpx.AsyncClient:
+        return self.clients.async_http_client(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport,
+            call_type=call_type,
+            **httpx_kwargs,
+        )
+
+    def audited_transport(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "http",
+    ) -> AuditedTransport:
+        return self.clients.audited_transport(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport,
+            call_type=call_type,
+        )
+
+    def openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.BaseTransport | None = None,
+        call_type: str = "llm",
+        **openai_kwargs: Any,
+    ) -> openai_sdk.OpenAI:
+        """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
+        return self.clients.openai(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport,
+            call_type=call_type,
+            **openai_kwargs,
+        )
+
+    def async_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+        call_type: str = "llm",
+        **openai_kwargs: Any,
+    ) -> openai_sdk.AsyncOpenAI:
+        return self.clients.async_openai(
+            state_id,
+            operation_id=operation_id,
+            redact_headers=redact_headers,
+            transport=transport,
+            call_type=call_type,
+            **openai_kwargs,
+        )
+
+    def openai_transport(self, client: Any) -> httpx.BaseTransport | None:
+        """The inner transport of an openai client `openai()` built, else None."""
+        return self.clients.openai_transport(client)
+
+    def replay_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **httpx_kwargs: Any,
+    ) -> httpx.Client:
+        """An httpx.Client answered from the parent's recorded exchanges; it writes nothing."""
+        return self.clients.replay_http_client(
+            state_id, operation_id=operation_id, redact_headers=redact_headers, **httpx_kwargs
+        )
+
+    def async_replay_http_client(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **httpx_kwargs: Any,
+    ) -> httpx.AsyncClient:
+        return self.clients.async_replay_http_client(
+            state_id, operation_id=operation_id, redact_headers=redact_headers, **httpx_kwargs
+        )
+
+    def replay_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **openai_kwargs: Any,
+    ) -> openai_sdk.OpenAI:
+        """An openai.OpenAI answered from the ledger; pass the options the recording used."""
+        return self.clients.replay_openai(
+            state_id, operation_id=operation_id, redact_headers=redact_headers, **openai_kwargs
+        )
+
+    def async_replay_openai(
+        self,
+        state_id: str | UUID | None = None,
+        *,
+        operation_id: str | UUID | None = None,
+        redact_headers: Iterable[str] = (),
+        **openai_kwargs: Any,
+    ) -> openai_sdk.AsyncOpenAI:
+        return self.clients.replay_async_openai(
+            state_id, operation_id=operation_id, redact_headers=redact_headers, **openai_kwargs
+        )
+
+    replay_async_openai = async_replay_openai  # the earlier name, kept
 
     # Internals
 
@@ -339,118 +563,18 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
                 "a call has exactly one parent: a state id, or operation_id=",
             )
         if state_id is not None:
-            return NodeState, self._parse_id(NodeState, state_id)
+            return NodeState, self.writes.parse_id(NodeState, state_id)
         assert operation_id is not None
-        return Operation, self._parse_id(Operation, operation_id)
+        return Operation, self.writes.parse_id(Operation, operation_id)
 
     def _reserve_call_key(self, call_id: str, parent: CallParent) -> list[Aggregate]:
         key_id = call_key_id(call_id)
-        try:
-            existing = self._unit_view(key_id) or self.app.repository.get(key_id)
-            assert isinstance(existing, CallKey)
-        except AggregateNotFoundError:
+        existing = self.writes.find(key_id)
+        if existing is None:
             return [CallKey.reserve(call_id, parent.id)]
+        assert isinstance(existing, CallKey)
         if existing.parent_id == parent.id:
-            raise _StaleCopy
+            raise StaleCopy
         raise CallIdConflict(
             call_id, parent.id, f"this call id is already used by parent {existing.parent_id}"
         )
-
-    def _parse_id(self, cls: type[Aggregate], raw: str | UUID) -> UUID:
-        if isinstance(raw, UUID):
-            return raw
-        unknown = _UNKNOWN.get(cls, UnknownAggregate)
-        if not isinstance(raw, str):
-            raise unknown(raw)
-        try:
-            return _uuid_of(raw)
-        except ValueError:
-            raise unknown(raw) from None
-
-    def _load(self, cls: type[A], raw_id: str | UUID) -> A:
-        aggregate_id = self._parse_id(cls, raw_id)
-        try:
-            aggregate: Aggregate = self.app.repository.get(aggregate_id)
-        except AggregateNotFoundError:
-            raise _UNKNOWN.get(cls, UnknownAggregate)(aggregate_id) from None
-        except PersistenceError as error:
-            raise StoreError(f"reading {aggregate_id} from {self.url}: {error}") from None
-        if not isinstance(aggregate, cls):
-            raise _UNKNOWN.get(cls, UnknownAggregate)(aggregate_id)
-        return aggregate
-
-    def _create(
-        self,
-        aggregate: Aggregate,
-        payloads: Iterable[Payload],
-        *,
-        on_duplicate: Callable[[], LedgerError],
-    ) -> None:
-        if payloads and self.app.has_events(aggregate.id):
-            raise on_duplicate()  # refused before its payloads are written
-        unit = self._unit()
-        if unit is not None:
-            self._unit_create(unit, aggregate, list(payloads), on_duplicate)
-            return
-        with self._locks.hold(aggregate.id):
-            try:
-                self._commit([aggregate], list(payloads))
-            except IntegrityError:
-                raise on_duplicate() from None
-        self._cache.put(aggregate)
-
-    def _change(
-        self,
-        cls: type[A],
-        raw_id: str | UUID,
-        command: Callable[[A], R],
-        *,
-        payloads: Sequence[Payload] = (),
-        companions: Callable[[A], list[Aggregate]] | None = None,
-    ) -> R:
-        aggregate_id = self._parse_id(cls, raw_id)
-        unit = self._unit()
-        if unit is not None:
-            return self._unit_change(unit, cls, aggregate_id, command, payloads, companions)
-        with self._locks.hold(aggregate_id):
-            return self._change_alone(cls, aggregate_id, command, payloads, companions)
-
-    def _change_alone(
-        self,
-        cls: type[A],
-        aggregate_id: UUID,
-        command: Callable[[A], R],
-        payloads: Sequence[Payload],
-        companions: Callable[[A], list[Aggregate]] | None,
-    ) -> R:
-        fresh = False
-        for attempt in range(self.MAX_TRIES):
-            aggregate: A | None = None if fresh else self._cache.take(aggregate_id)
-            if aggregate is None or not isinstance(aggregate, cls):
-                aggregate = self._load(cls, aggregate_id)
-                fresh = True
-            try:
-                result = command(aggregate)
-            except LedgerError:
-                if not fresh:  # the cached copy may be stale: judge against the store
-                    fresh = True
-                    continue
-                self._cache.put(aggregate)
-                raise
-            if not aggregate.pending_events:
-                self._cache.put(aggregate)
-                return result
-            try:
-                others = companions(aggregate) if companions else []
-            except _StaleCopy:
-                fresh = True
-                continue
-            try:
-                self._commit([aggregate, *others], payloads)
-            except IntegrityError:
-                fresh = True
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
-                continue
-            self._cache.put(aggregate)
-            return result
-        raise ConcurrencyExhausted(aggregate_id, self.MAX_TRIES)

@@ -21,23 +21,20 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import openai
 
 from auditledger.adapters.calls.exchange import CallSink, error_json, is_http_request, redaction_set
 from auditledger.adapters.calls.llm_summary import summarise_body, summarise_exchange
-from auditledger.adapters.calls.replay import recorded_calls
+from auditledger.adapters.calls.ports import BatchLedger
 from auditledger.adapters.calls.transports import AuditedTransport
 from auditledger.adapters.storage.canonical import Payload, canonical_json
 from auditledger.domain.batch import Batch
 from auditledger.domain.errors import InvalidArgument
 from auditledger.domain.lifecycle import COMPLETED, OPEN
 from auditledger.domain.node_state import NodeState
-
-if TYPE_CHECKING:
-    from auditledger.adapters.ledger import Ledger
 
 T = TypeVar("T")
 RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
@@ -90,7 +87,7 @@ class BatchOutcome:
 class OpenAIBatchRunner:
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: BatchLedger,
         client: openai.OpenAI,
         *,
         transport: httpx.BaseTransport | None = None,
@@ -99,10 +96,11 @@ class OpenAIBatchRunner:
         redact_headers: Iterable[str] = (),
     ) -> None:
         """`client` carries base_url, key and retries; its requests go through `transport`
-        (default: the client's own transport), wrapped by an audited one per state."""
+        (default: the inner transport of a client the ledger built, else a new
+        httpx.HTTPTransport), wrapped by an audited one per state."""
         self.ledger = ledger
         self.client = client
-        self.inner = transport if transport is not None else _transport_of(client)
+        self.inner = transport or ledger.openai_transport(client) or httpx.HTTPTransport()
         self.endpoint = endpoint
         self.completion_window = completion_window
         self.redact = redaction_set(redact_headers)
@@ -160,7 +158,7 @@ class OpenAIBatchRunner:
             self.ledger.fail_state(state.id, error)
             self.ledger.fail_batch(batch.id, error)
             raise
-        self.ledger.mark_pending(state.id, f"openai batch {created.id} is {created.status}")
+        self.ledger.mark_state_pending(state.id, f"openai batch {created.id} is {created.status}")
         return BatchHandle(
             batch_id=str(batch.id),
             state_id=str(state.id),
@@ -195,7 +193,7 @@ class OpenAIBatchRunner:
         if batch.state_id is None:
             raise InvalidArgument("batch_id", batch_id, "the batch was never submitted")
         upload = created = None
-        for call in recorded_calls(self.ledger, batch.state_id):
+        for call in self.ledger.recorded_calls(batch.state_id):
             if call.status != "success" or not is_http_request(call.request):
                 continue
             if call.request["method"] == "POST" and call.request["url"].endswith("/files"):
@@ -217,7 +215,9 @@ class OpenAIBatchRunner:
             endpoint=str(provider_batch.get("endpoint") or self.endpoint),
         )
         if self.ledger.load(NodeState, handle.state_id).status == OPEN:
-            self.ledger.mark_pending(handle.state_id, f"openai batch {handle.provider_batch_id}")
+            self.ledger.mark_state_pending(
+                handle.state_id, f"openai batch {handle.provider_batch_id}"
+            )
         return handle
 
     # internals
@@ -240,7 +240,8 @@ class OpenAIBatchRunner:
             )
 
     def _bound(self, state_id: str) -> tuple[openai.OpenAI, CallSink]:
-        sink = self.ledger._sink(state_id, None, CALL_TYPE, summarise_exchange)
+        parent_id = self.ledger.call_parent_id(state_id, None, open_only=True)
+        sink = CallSink(self.ledger, str(parent_id), None, CALL_TYPE, summarise_exchange)
         transport = AuditedTransport(sink, self.redact, _Borrowed(self.inner))
         client = self.client.with_options(
             http_client=openai.DefaultHttpxClient(transport=transport)
@@ -368,17 +369,7 @@ class _Borrowed(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-def _transport_of(client: openai.OpenAI) -> httpx.BaseTransport:
-    http_client = getattr(client, "_client", None)
-    transport = getattr(http_client, "_transport", None)
-    if isinstance(transport, AuditedTransport):
-        transport = transport.inner
-    if not isinstance(transport, httpx.BaseTransport):
-        raise InvalidArgument("client", type(client).__name__, "pass transport= explicitly")
-    return transport
-
-
-def _decoded(ledger: Ledger, response: Mapping[str, Any]) -> bytes:
+def _decoded(ledger: BatchLedger, response: Mapping[str, Any]) -> bytes:
     data = ledger.payload(response["body"]["sha256"])
     return httpx.Response(200, headers=response["headers"], content=data).content
 

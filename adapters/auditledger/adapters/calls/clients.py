@@ -1,4 +1,4 @@
-"""Ledger methods that hand out audited (and replaying) httpx and openai clients.
+"""ClientFactory: the audited (and replaying) httpx and openai clients the Ledger hands out.
 
 Every client is bound to one parent that must exist and, for recording clients, still be
 open or pending: a made-up id fails here, before any request leaves. Options that would
@@ -8,30 +8,40 @@ pass an inner transport instead (e.g. transport=httpx.HTTPTransport(proxy=...)).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import httpx
 
 from auditledger.adapters.calls.exchange import CallSink, redaction_set
 from auditledger.adapters.calls.llm_summary import ends_event_stream, summarise_exchange
+from auditledger.adapters.calls.ports import CallLedger
 from auditledger.adapters.calls.replay import AsyncReplayTransport, ReplayCursor, ReplayTransport
 from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport
-from auditledger.domain.errors import InvalidArgument, ParentClosed
+from auditledger.domain.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import openai as openai_sdk
-
-    from auditledger.adapters.ledger import Ledger
 
 _TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries")
 _BYPASSES = ("mounts", "proxy", "http_client", "app")
 REPLAY_API_KEY = "replayed-from-the-ledger"
 
 
-class AuditedClients:
-    """Mixed into Ledger: `ledger.http_client(state_id)`, `ledger.openai(state_id)`, replay."""
+class ClientFactory:
+    """Builds `ledger.http_client(state_id)`, `ledger.openai(state_id)`, replay clients."""
+
+    def __init__(self, ledger: CallLedger) -> None:
+        self.ledger = ledger
+        self._openai_transports: weakref.WeakKeyDictionary[Any, httpx.BaseTransport] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def openai_transport(self, client: Any) -> httpx.BaseTransport | None:
+        """The inner transport of an openai client this factory built (else None)."""
+        return self._openai_transports.get(client)
 
     def http_client(
         self,
@@ -63,7 +73,7 @@ class AuditedClients:
         call_type: str = "http",
         **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
-        sink = self._sink(state_id, operation_id, call_type)
+        sink = self.sink(state_id, operation_id, call_type)
         inner = transport or _inner(httpx.AsyncHTTPTransport, httpx_kwargs)
         audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), inner)
         return httpx.AsyncClient(transport=audited, **_checked(httpx_kwargs))
@@ -77,7 +87,7 @@ class AuditedClients:
         transport: httpx.BaseTransport | None = None,
         call_type: str = "http",
     ) -> AuditedTransport:
-        sink = self._sink(state_id, operation_id, call_type)
+        sink = self.sink(state_id, operation_id, call_type)
         return AuditedTransport(sink, redaction_set(redact_headers), transport)
 
     def openai(
@@ -93,10 +103,12 @@ class AuditedClients:
         """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
         import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
 
-        sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
+        sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
         audited = AuditedTransport(sink, redaction_set(redact_headers), transport)
         http_client = openai_sdk.DefaultHttpxClient(transport=audited)
-        return openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
+        client = openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
+        self._openai_transports[client] = audited.inner
+        return client
 
     def async_openai(
         self,
@@ -110,7 +122,7 @@ class AuditedClients:
     ) -> openai_sdk.AsyncOpenAI:
         import openai as openai_sdk  # imported on first use
 
-        sink = self._sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
+        sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
         audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), transport)
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=audited)
         return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
@@ -124,7 +136,7 @@ class AuditedClients:
         **httpx_kwargs: Any,
     ) -> httpx.Client:
         """An httpx.Client answered from the parent's recorded exchanges; it writes nothing."""
-        cursor = self._cursor(state_id, operation_id, redact_headers)
+        cursor = self.cursor(state_id, operation_id, redact_headers)
         return httpx.Client(transport=ReplayTransport(cursor), **_checked(httpx_kwargs))
 
     def async_replay_http_client(
@@ -135,7 +147,7 @@ class AuditedClients:
         redact_headers: Iterable[str] = (),
         **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
-        cursor = self._cursor(state_id, operation_id, redact_headers)
+        cursor = self.cursor(state_id, operation_id, redact_headers)
         return httpx.AsyncClient(transport=AsyncReplayTransport(cursor), **_checked(httpx_kwargs))
 
     def replay_openai(
@@ -149,7 +161,7 @@ class AuditedClients:
         """An openai_sdk.OpenAI answered from the ledger; pass the options the recording used."""
         import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
 
-        cursor = self._cursor(state_id, operation_id, redact_headers)
+        cursor = self.cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultHttpxClient(transport=ReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
         return openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
@@ -164,12 +176,12 @@ class AuditedClients:
     ) -> openai_sdk.AsyncOpenAI:
         import openai as openai_sdk  # imported on first use
 
-        cursor = self._cursor(state_id, operation_id, redact_headers)
+        cursor = self.cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=AsyncReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
         return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
 
-    def _sink(
+    def sink(
         self,
         state_id: str | UUID | None,
         operation_id: str | UUID | None,
@@ -177,14 +189,11 @@ class AuditedClients:
         summarise: Any = None,
         ends_stream: Any = None,
     ) -> CallSink:
-        ledger = cast("Ledger", self)
-        cls, parent_id = ledger._call_parent(state_id, operation_id)
-        parent = ledger._read(cls, parent_id)  # as it is now: the unit's copy, if in a unit
-        if parent.is_terminal:
-            raise ParentClosed(parent.id, parent.kind, parent.status)
+        """Where calls under the parent go; refuses an unknown parent, or one that is closed."""
+        parent_id = self.ledger.call_parent_id(state_id, operation_id, open_only=True)
         is_state = state_id is not None
         return CallSink(
-            ledger,
+            self.ledger,
             str(parent_id) if is_state else None,
             None if is_state else str(parent_id),
             call_type,
@@ -192,16 +201,14 @@ class AuditedClients:
             ends_stream,
         )
 
-    def _cursor(
+    def cursor(
         self,
         state_id: str | UUID | None,
         operation_id: str | UUID | None,
         redact_headers: Iterable[str],
     ) -> ReplayCursor:
-        ledger = cast("Ledger", self)
-        cls, parent_id = ledger._call_parent(state_id, operation_id)
-        ledger._read(cls, parent_id)  # refuses an unknown parent
-        return ReplayCursor(ledger, parent_id, redaction_set(redact_headers))
+        parent_id = self.ledger.call_parent_id(state_id, operation_id, open_only=False)
+        return ReplayCursor(self.ledger, parent_id, redaction_set(redact_headers))
 
 
 def _inner(kind: Any, httpx_kwargs: dict[str, Any]) -> Any:

@@ -16,14 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
+from auditledger.adapters.calls.ports import CallRecorder
 from auditledger.adapters.storage.canonical import Payload
-
-if TYPE_CHECKING:
-    from auditledger.adapters.ledger import Ledger
 
 REDACTED = "[redacted]"
 SECRET_HEADERS = frozenset(
@@ -141,6 +139,9 @@ class Exchange:
     _hash: Any = field(default_factory=hashlib.sha256)
     recorded: bool = False
 
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self._t0) * 1000.0
+
     def take(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
@@ -186,9 +187,9 @@ class SinkLog:
 
 @dataclass(frozen=True)
 class CallSink:
-    """Where an audited transport records: one ledger, one parent, one call type."""
+    """Where an audited transport records: one recorder (the ledger), one parent, one call type."""
 
-    ledger: Ledger
+    recorder: CallRecorder
     state_id: str | None
     operation_id: str | None
     call_type: str = "http"
@@ -217,7 +218,7 @@ class CallSink:
         if exchange.recorded:
             return
         exchange.recorded = True
-        latency_ms = (time.perf_counter() - exchange._t0) * 1000.0
+        latency_ms = exchange.elapsed_ms()
         payloads = request_payloads(exchange.request, exchange.request_body)
         whole, parts = payloads
         attachments = [whole, *(part for _, part in parts)]
@@ -238,7 +239,7 @@ class CallSink:
                 summary, error = self.summarise(exchange)
         if failure is not None:
             error = error_json(failure)
-        self.ledger.record_call(
+        self.recorder.record_call(
             self.state_id,
             operation_id=self.operation_id,
             call_type=self.call_type,

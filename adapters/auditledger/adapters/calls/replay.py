@@ -15,37 +15,29 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import httpx
 
 from auditledger.adapters.calls.exchange import is_http_request, request_json
+from auditledger.adapters.calls.ports import CallHistory, RecordedCall
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.storage.payloads import PayloadStore
 from auditledger.domain.call_parent import CallRecordedEvent
 from auditledger.domain.errors import ReplayExhausted, ReplayMismatch
 
-if TYPE_CHECKING:
-    from auditledger.adapters.ledger import Ledger
+__all__ = ["RecordedCall", "ReplayCursor", "read_recorded_calls", "recorded_calls"]
 
 
-@dataclass(frozen=True)
-class RecordedCall:
-    call_index: int
-    call_type: str
-    status: str
-    request_hash: str
-    request: Any
-    response: Any
-    error: Any
-
-
-def recorded_calls(ledger: Ledger, parent_id: UUID) -> list[RecordedCall]:
+def read_recorded_calls(
+    app: LedgerApplication, payloads: PayloadStore, parent_id: UUID
+) -> list[RecordedCall]:
     """The parent's calls as its event log has them, in call_index order."""
-    events = [e for e in ledger.app.events.get(parent_id) if isinstance(e, CallRecordedEvent)]
+    events = [e for e in app.events.get(parent_id) if isinstance(e, CallRecordedEvent)]
     refs = [ref for e in events for ref in (e.request_ref, e.response_ref) if ref is not None]
-    stored = ledger.payloads.get_many(refs)  # one read per chunk, each re-hashed
+    stored = payloads.get_many(refs)  # one read per chunk, each re-hashed
     calls = [
         RecordedCall(
             call_index=event.call_index,
@@ -61,14 +53,20 @@ def recorded_calls(ledger: Ledger, parent_id: UUID) -> list[RecordedCall]:
     return sorted(calls, key=lambda call: call.call_index)
 
 
+def recorded_calls(history: CallHistory, parent_id: str | UUID) -> list[RecordedCall]:
+    """The parent's recorded calls (kept for callers of 0.x: `ledger.recorded_calls(id)`)."""
+    return history.recorded_calls(parent_id)
+
+
 class ReplayCursor:
     """The next recorded exchange of one parent; shared by the sync and async transports."""
 
-    def __init__(self, ledger: Ledger, parent_id: UUID, redact: frozenset[str]) -> None:
-        self.ledger = ledger
+    def __init__(self, history: CallHistory, parent_id: UUID, redact: frozenset[str]) -> None:
+        self.history = history
         self.parent_id = parent_id
         self.redact = redact
-        self._calls = [c for c in recorded_calls(ledger, parent_id) if is_http_request(c.request)]
+        calls = history.recorded_calls(parent_id)
+        self._calls = [c for c in calls if is_http_request(c.request)]
         self._next = 0
         self._lock = threading.Lock()
 
@@ -87,7 +85,7 @@ class ReplayCursor:
         if call.response is None:
             raise _replayed_failure(call.error, request)
         recorded = call.response
-        data = self.ledger.payload(recorded["body"]["sha256"])
+        data = self.history.payload(recorded["body"]["sha256"])
         response = httpx.Response(
             status_code=recorded["status_code"],
             headers=[(name, value) for name, value in recorded["headers"]],

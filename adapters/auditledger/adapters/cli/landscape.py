@@ -11,20 +11,16 @@ import csv
 import json
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from eventsourcing.persistence import PersistenceError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 
 from auditledger.adapters.cli.chain import (
     CheckpointFiles,
@@ -33,10 +29,8 @@ from auditledger.adapters.cli.chain import (
     export_checkpoint,
     run_verify_chain,
 )
-from auditledger.adapters.cli.common import DEFAULT_STORE, StoreOption, console, fail
+from auditledger.adapters.cli.common import DEFAULT_STORE, StoreOption, console, fail, opened
 from auditledger.adapters.ledger import Ledger
-from auditledger.adapters.storage.settings import StoreSettings
-from auditledger.domain.errors import LedgerError
 from auditledger.projections.queries import CallView, Explanation, StateView
 from auditledger.projections.verify import Check, VerifyReport
 
@@ -64,46 +58,9 @@ def register(app: typer.Typer) -> None:
     app.command("export")(export)
 
 
-@contextmanager
-def existing_ledger(store: str, landscape: str | None = None) -> Iterator[Ledger]:
+def existing_ledger(store: str, landscape: str | None = None) -> AbstractContextManager[Ledger]:
     """Open a ledger that already exists; every failure is one line and exit 2."""
-    try:
-        settings = StoreSettings.parse(store)
-        if settings.kind == "sqlite":
-            assert settings.directory is not None
-            events = settings.directory / "events.sqlite3"
-            if not events.is_file():
-                raise fail(
-                    f"no ledger at {store}: {events} does not exist "
-                    "(check --store, or record something first, e.g. auditledger demo)"
-                )
-        if settings.kind == "postgresql":
-            _reachable(settings)
-        ledger = Ledger.open(store, landscape=landscape)
-    except LedgerError as error:
-        raise fail(_one_line(error)) from None
-    try:
-        yield ledger
-    except (LedgerError, PersistenceError, SQLAlchemyError) as error:
-        raise fail(_one_line(error)) from None
-    finally:
-        ledger.close()
-
-
-def _reachable(settings: StoreSettings) -> None:
-    """A missing PostgreSQL database is named at once, not after the pool's retries."""
-    import psycopg
-
-    url = make_url(settings.postgres_url()).set(drivername="postgresql")
-    try:
-        psycopg.connect(url.render_as_string(hide_password=False), connect_timeout=5).close()
-    except psycopg.Error as error:
-        raise fail(f"no ledger at {settings.url}: {_one_line(error)}") from None
-
-
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return opened(store, landscape, existing=True)
 
 
 class _Rate(ProgressColumn):
@@ -126,7 +83,7 @@ def rebuild(
 ) -> None:
     """Rebuild the landscape from the event log and swap it in atomically."""
     with existing_ledger(store, landscape) as ledger:
-        last = ledger.app.recorder.max_notification_id() or 0
+        last = ledger.log_position()
         target = int(until) if until is not None and until.strip().isdigit() else last
         columns = (BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn())
         with Progress(

@@ -1,4 +1,4 @@
-"""The Ledger's landscape methods: catch_up, follow, rebuild, verify, explain, export.
+"""LandscapeService, the Ledger's read side: catch_up, follow, rebuild, verify, explain, export.
 
 The projections read the log through `LogReader`, the adapters' side of the narrow
 EventSource port (eventsourcing's notification log, mapped to domain events). Database
@@ -26,8 +26,6 @@ from auditledger.projections import queries, schema
 from auditledger.projections.rebuild import RebuildResult, rebuild
 from auditledger.projections.runner import Progress, Projector
 from auditledger.projections.verify import VerifyReport, verify
-
-_CREATING = threading.Lock()
 
 
 class LogReader:
@@ -79,10 +77,20 @@ def parse_until(value: str | int | datetime | None) -> int | datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-class LandscapeMixin:
-    stores: Stores
-    app: LedgerApplication
-    payloads: PayloadStore
+class LandscapeService:
+    """Built by the Ledger; the landscape (engine, schema, lock) is made on first use."""
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.app: LedgerApplication = stores.application
+        self.payloads: PayloadStore = stores.payloads
+        self.source = LogReader(stores.application)
+        self._handle: _Landscape | None = None
+        self._creating = threading.Lock()
+
+    def log_position(self) -> int:
+        """The position of the last event in the log (0 when it is empty)."""
+        return self.source.last_position()
 
     def catch_up(self, chunk_size: int = 1000, *, progress: Progress | None = None) -> int:
         """Apply every event recorded so far to the landscape; returns how many."""
@@ -172,20 +180,17 @@ class LandscapeMixin:
         return Projector(land.engine, land.source)
 
     def _landscape(self) -> _Landscape:
-        existing = self.__dict__.get("_landscape_handle")
-        if isinstance(existing, _Landscape):
-            return existing
-        with _CREATING:
-            existing = self.__dict__.get("_landscape_handle")
-            if isinstance(existing, _Landscape):
-                return existing
-            url = self.stores.landscape_url
-            with self._landscape_errors():
-                engine = self.stores.landscape_engine
-                schema.ensure(engine, _shown(url))
-            handle = _Landscape(engine=engine, lock=threading.RLock(), source=LogReader(self.app))
-            self._landscape_handle = handle
+        handle = self._handle
+        if handle is not None:
             return handle
+        with self._creating:
+            if self._handle is None:
+                url = self.stores.landscape_url
+                with self._landscape_errors():
+                    engine = self.stores.landscape_engine
+                    schema.ensure(engine, _shown(url))
+                self._handle = _Landscape(engine=engine, lock=threading.RLock(), source=self.source)
+            return self._handle
 
     def _landscape_errors(self) -> Any:
         return _translated(_shown(self.stores.landscape_url))

@@ -78,11 +78,15 @@ class StoreSettings:
             assert self.directory is not None
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-                "SQLITE_DBNAME": str(self.directory / "events.sqlite3"),
+                "SQLITE_DBNAME": str(self.sqlite_file("events")),
                 "SQLITE_LOCK_TIMEOUT": "60",
                 # the library's recorder, with a commit's payloads in the same transaction
-                "APPLICATION_RECORDER_TOPIC": (
-                    "auditledger.adapters.storage.sqlite_recorder:LedgerSQLiteRecorder"
+                # (unless the directory is of the earlier layout: see payloads_with_events)
+                "APPLICATION_RECORDER_TOPIC": "auditledger.adapters.storage.sqlite_recorder:"
+                + (
+                    "LedgerSQLiteRecorder"
+                    if self.payloads_with_events
+                    else "SeparatePayloadsSQLiteRecorder"
                 ),
             }
         return {
@@ -111,16 +115,20 @@ class StoreSettings:
         Looked at once per settings (it reads the directory), so one open decides once."""
         if self.kind == "sqlite":
             assert self.directory is not None
-            if not (self.directory / "payloads.sqlite3").exists():
+            if not self._file("payloads").exists():
                 return True
-            return _has_payload_table(self.directory / "events.sqlite3")
+            return _has_payload_table(self._file("events"))
         return self.kind == "postgresql"
 
     def sqlite_file(self, purpose: Literal["events", "payloads", "landscape"]) -> Path:
-        assert self.directory is not None
+        """The file of a SQLite store that holds `purpose` (the payloads may be the events')."""
         if purpose == "payloads" and self.payloads_with_events:
             purpose = "events"
-        return self.directory / f"{purpose}.sqlite3"
+        return self._file(purpose)
+
+    def _file(self, name: Literal["events", "payloads", "landscape"]) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{name}.sqlite3"
 
     def sqlalchemy_url(self, purpose: Literal["payloads", "landscape"]) -> str:
         if self.kind == "memory":

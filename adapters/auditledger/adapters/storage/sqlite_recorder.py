@@ -3,7 +3,8 @@
 A SQLite store keeps its payload table in the events' own file (events.sqlite3), so one
 write is one transaction and one fsync: the payload rows, then the event rows. (A directory
 made before this layout keeps its payloads.sqlite3; there the payloads are committed just
-before the events, as they always were, and `holds_payloads` stays False.)
+before the events, as they always were: the settings name `SeparatePayloadsSQLiteRecorder`,
+whose `holds_payloads` is False.)
 
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
@@ -24,7 +25,7 @@ from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
-    holds_payloads = False  # set by Stores when the payload table lives in this file
+    holds_payloads = True  # the payload table lives in this file
 
     def insert_events(
         self,
@@ -60,3 +61,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
         return list(range(last - len(stored_events) + 1, last + 1))
+
+
+class SeparatePayloadsSQLiteRecorder(LedgerSQLiteRecorder):
+    """A directory of the earlier layout: its payloads are in payloads.sqlite3."""
+
+    holds_payloads = False

@@ -12,7 +12,6 @@ from auditledger.adapters.storage.engines import build_engine
 from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.payloads import MemoryPayloadStore, PayloadStore, SqlPayloadStore
 from auditledger.adapters.storage.settings import StoreSettings
-from auditledger.adapters.storage.sqlite_recorder import LedgerSQLiteRecorder
 from auditledger.adapters.storage.tables import PAYLOAD_TABLES, metadata
 from auditledger.domain.errors import StoreError
 
@@ -40,9 +39,6 @@ class Stores:
         except BaseException:
             application.close()
             raise
-        recorder = application.recorder
-        if isinstance(recorder, LedgerSQLiteRecorder):
-            recorder.holds_payloads = settings.payloads_with_events
         return cls(
             settings=settings,
             application=application,

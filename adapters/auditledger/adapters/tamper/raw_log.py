@@ -78,7 +78,7 @@ class LogSource:
             )
         if settings.kind == "sqlite":
             assert settings.directory is not None
-            events_file = settings.directory / "events.sqlite3"
+            events_file = settings.sqlite_file("events")
             if not events_file.is_file():
                 raise StoreError(f"store {url!r}: no event log at {events_file}")
             events = build_engine(f"sqlite:///{events_file.as_posix()}")

@@ -41,6 +41,12 @@ class GroupCommitter:
         self.commits = 0
         self.writes = 0
 
+    @property
+    def waiting(self) -> int:
+        """How many submitted writes wait for the next commit."""
+        with self._cond:
+            return len(self._queue)
+
     def submit(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
         pending = _Pending(stored, payloads)
         with self._cond:
