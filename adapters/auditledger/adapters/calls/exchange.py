@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
@@ -75,6 +76,7 @@ def redaction_set(extra: Iterable[str] = ()) -> frozenset[str]:
     return SECRET_HEADERS | {name.lower() for name in extra}
 
 
+@lru_cache(maxsize=4096)
 def is_secret(name: str, redact: frozenset[str] = SECRET_HEADERS) -> bool:
     """Whether a header or query parameter called `name` carries a credential."""
     lowered = name.lower()
