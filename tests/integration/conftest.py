@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fake_openai_server import serving
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.demo.fake_provider import FakeOpenAI
+from auditledger.adapters.demo.provider_server import serving
 
 
 @pytest.fixture
@@ -26,8 +26,8 @@ def fake(batch_polls: int) -> FakeOpenAI:
 
 @pytest.fixture
 def base_url(fake: FakeOpenAI) -> Iterator[str]:
-    with serving(fake) as url:
-        yield url
+    with serving(fake) as server:
+        yield server.base_url
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """How one HTTP exchange becomes a call: the JSON shapes of docs/calls.md, and their recording.
 
 Invariants kept here:
-- secrets never reach the ledger: credential headers (and any header the caller names) and
-  URL userinfo are replaced by REDACTED before anything is hashed or stored, so the request
-  hash is the hash of what is stored;
+- secrets never reach the ledger: the values of credential headers and query parameters
+  (`is_secret`: SECRET_HEADERS, any name the caller gives, any name with a word containing
+  one of SECRET_FRAGMENTS), URL userinfo, and those same values inside an exception's
+  message are replaced by REDACTED before anything is hashed or stored, so the request hash
+  is the hash of what is stored;
 - body bytes are their own payloads, referenced by sha256 and committed before the call event
   (they travel as `attachments=`), so a body ref never dangles;
 - a response body is kept once: chunks are hashed as they pass and joined once at the end.
@@ -12,11 +14,14 @@ Invariants kept here:
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 
@@ -34,23 +39,102 @@ SECRET_HEADERS = frozenset(
         "set-cookie",
     }
 )
+SECRET_FRAGMENTS = (
+    "key",
+    "token",
+    "secret",
+    "auth",
+    "sig",
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "credential",
+    "session",
+    "sessid",
+    "cookie",
+    "jwt",
+)
+"""A header or query parameter whose name, lower-cased, has a word (split at - _ . and
+spaces) containing one of these is a credential: its value is never stored."""
+COUNT_WORDS = frozenset({"tokens"})
+"""Words that name a count, not a credential (max_tokens, x-ratelimit-remaining-tokens)."""
+
+_WORD_BREAK = re.compile(r"[-_.\s]+")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@")
+_PAIR = re.compile(r"([\w.%+\-]+)=([^\s&#'\"<>,;()\[\]{}]+)")
+_SHORTEST_SCRUBBED = 4
 
 Summariser = Callable[["Exchange"], tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]
 """(summary, error) for a finished exchange; an error turns a 2xx call into an error call."""
 
 
 def redaction_set(extra: Iterable[str] = ()) -> frozenset[str]:
+    """The names redacted whatever the rule says: SECRET_HEADERS and the caller's own."""
     return SECRET_HEADERS | {name.lower() for name in extra}
 
 
+@lru_cache(maxsize=4096)
+def is_secret(name: str, redact: frozenset[str] = SECRET_HEADERS) -> bool:
+    """Whether a header or query parameter called `name` carries a credential."""
+    lowered = name.lower()
+    if lowered in redact:
+        return True
+    words = (word for word in _WORD_BREAK.split(lowered) if word not in COUNT_WORDS)
+    return any(fragment in word for word in words for fragment in SECRET_FRAGMENTS)
+
+
+def redact_text(text: str, redact: frozenset[str] = SECRET_HEADERS) -> str:
+    """`text` with URL userinfo and the value of every secret `name=value` pair replaced."""
+    if "=" not in text and "@" not in text:
+        return text
+    text = _USERINFO.sub(lambda m: f"{m[1]}{REDACTED}@", text)
+    return _PAIR.sub(
+        lambda m: f"{m[1]}={REDACTED}" if is_secret(unquote_plus(m[1]), redact) else m[0], text
+    )
+
+
+def redact_query(query: str, redact: frozenset[str] = SECRET_HEADERS) -> str:
+    """A raw query string (or fragment) with each secret parameter's value replaced."""
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and is_secret(unquote_plus(name), redact):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return "&".join(pairs)
+
+
 def header_pairs(headers: httpx.Headers, redact: frozenset[str]) -> list[list[str]]:
-    return [[name, REDACTED if name in redact else value] for name, value in headers.multi_items()]
+    return [
+        [name, REDACTED if is_secret(name, redact) else redact_text(value, redact)]
+        for name, value in headers.multi_items()
+    ]
 
 
-def safe_url(url: httpx.URL) -> str:
+def safe_url(url: httpx.URL, redact: frozenset[str] = SECRET_HEADERS) -> str:
+    """The URL as stored: userinfo and secret query (and fragment) values redacted."""
     if url.userinfo:
         url = url.copy_with(username=REDACTED, password=None)
+    if url.query:
+        url = url.copy_with(query=redact_query(url.query.decode("ascii"), redact).encode())
+    if "=" in url.fragment:
+        url = url.copy_with(fragment=redact_query(url.fragment, redact))
     return str(url)
+
+
+def secret_values(request: httpx.Request, redact: frozenset[str] = SECRET_HEADERS) -> set[str]:
+    """The credentials a request carries: secret header and query values, the URL password."""
+    values = {value for name, value in request.headers.multi_items() if is_secret(name, redact)}
+    values |= {value for name, value in request.url.params.multi_items() if is_secret(name, redact)}
+    for pair in request.url.query.decode("ascii").split("&"):
+        name, _, value = pair.partition("=")
+        if is_secret(unquote_plus(name), redact):
+            values.add(value)
+    values |= {part for value in set(values) for part in value.split()}
+    if request.url.password:
+        values.add(request.url.password)
+    return {value for value in values if len(value) >= _SHORTEST_SCRUBBED}
 
 
 RequestPayloads = tuple[Payload, list[tuple[dict[str, str], Payload]]]
@@ -85,7 +169,7 @@ def request_json(
         ]
     return {
         "method": request.method,
-        "url": safe_url(request.url),
+        "url": safe_url(request.url, redact),
         "headers": header_pairs(request.headers, redact),
         "body": ref,
     }
@@ -119,9 +203,22 @@ def is_http_request(value: Any) -> bool:
     return isinstance(value, dict) and {"method", "url", "headers", "body"} <= value.keys()
 
 
-def error_json(error: BaseException) -> dict[str, Any]:
+def error_json(error: BaseException, redact: frozenset[str] = SECRET_HEADERS) -> dict[str, Any]:
+    """The exception as call JSON; its message redacted like a URL, and scrubbed of every
+    credential the failed request carried (httpx and openai errors name their request)."""
     kind = type(error)
-    return {"type": kind.__name__, "module": kind.__module__, "message": str(error)}
+    message = redact_text(str(error), redact)
+    for value in sorted(secret_values_of(error, redact), key=len, reverse=True):
+        message = message.replace(value, REDACTED)
+    return {"type": kind.__name__, "module": kind.__module__, "message": message}
+
+
+def secret_values_of(error: BaseException, redact: frozenset[str]) -> set[str]:
+    try:
+        request = getattr(error, "request", None)
+    except RuntimeError:  # an httpx error raised without its request
+        return set()
+    return secret_values(request, redact) if isinstance(request, httpx.Request) else set()
 
 
 @dataclass
@@ -238,7 +335,7 @@ class CallSink:
             elif self.summarise is not None and not truncated and failure is None:
                 summary, error = self.summarise(exchange)
         if failure is not None:
-            error = error_json(failure)
+            error = error_json(failure, exchange.redact)
         self.recorder.record_call(
             self.state_id,
             operation_id=self.operation_id,
