@@ -48,6 +48,8 @@ from auditledger.domain.errors import (
 from auditledger.domain.node_state import NodeState, state_id_for
 from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
+from auditledger.projections.skips import Skip
+from auditledger.projections.stuck import skip_event
 
 A = TypeVar("A", bound=Aggregate)
 R = TypeVar("R")
@@ -238,7 +240,7 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
         response_payload = None if response is None else Payload.of_json(response, "response")
         facts = CallFacts(
             call_type=call_type,
-            status=status or (ERROR if error is not None else SUCCESS),
+            status=(ERROR if error is not None else SUCCESS) if status is None else status,
             request_hash=request_payload.digest,
             response_hash=None if response_payload is None else response_payload.digest,
             error_json=None if error is None else canonical_text(error, "error"),
@@ -454,3 +456,10 @@ class Ledger(AuditedClients, LandscapeMixin, UnitsMixin):
             self._cache.put(aggregate)
             return result
         raise ConcurrencyExhausted(aggregate_id, self.MAX_TRIES)
+
+    def skip_event(self, position: int, *, reason: str) -> Skip:
+        """Let catch-up pass over the event that stops it (docs/projections.md): recorded in
+        projection_skips, kept by rebuild, listed by every verify; the event stays in the log."""
+        land = self._landscape()
+        with land.lock, self._landscape_errors():
+            return skip_event(land.engine, land.source, position, reason)
