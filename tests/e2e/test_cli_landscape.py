@@ -42,8 +42,10 @@ def test_demo_then_verify_passes_with_every_check_listed(store: str) -> None:
 def test_catch_up_then_verify_then_a_tampered_row_fails_verify(store: str, tmp_path: Path) -> None:
     record(store)
     before = cli("verify", "--store", store)
-    assert before.returncode == 1
-    assert "behind the log" in before.stdout
+    assert before.returncode == 0, before.stdout + before.stderr
+    assert "behind the log" in before.stdout and "FLAGGED" in before.stdout
+    strict = cli("verify", "--strict", "--store", store)
+    assert strict.returncode == 1 and "FAIL" in strict.stdout
     caught = cli("catch-up", "--store", store)
     assert caught.returncode == 0 and "applied 6 events" in caught.stdout
     assert cli("verify", "--store", store).returncode == 0

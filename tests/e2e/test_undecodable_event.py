@@ -35,10 +35,12 @@ def test_catch_up_over_an_undecodable_event_names_its_position(tmp_path: Path) -
             raise AssertionError("catch_up projected an event that does not decode")
 
 
-def test_verify_on_an_undecodable_event_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_verify_on_an_undecodable_event_is_a_finding_naming_its_position(tmp_path: Path) -> None:
     _record_and_break(tmp_path / "ledger")
     done = run_cli("verify", "--catch-up", "--store", f"sqlite:///{tmp_path / 'ledger'}")
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert "position 3" in done.stderr
     assert "verify --chain" in done.stderr
+    assert "the events after the position can be projected" in done.stdout
+    assert "FAIL" in done.stdout

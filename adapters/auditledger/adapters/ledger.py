@@ -43,6 +43,7 @@ from auditledger.domain.run import Run
 from auditledger.projections import queries
 from auditledger.projections.rebuild import RebuildResult
 from auditledger.projections.runner import Progress
+from auditledger.projections.skips import Skip
 from auditledger.projections.verify import VerifyReport
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class Ledger:
         response_payload = None if response is None else Payload.of_json(response, "response")
         facts = CallFacts(
             call_type=call_type,
-            status=status or (ERROR if error is not None else SUCCESS),
+            status=(ERROR if error is not None else SUCCESS) if status is None else status,
             request_hash=request_payload.digest,
             response_hash=None if response_payload is None else response_payload.digest,
             error_json=None if error is None else canonical_text(error, "error"),
@@ -397,6 +398,11 @@ class Ledger:
     def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""
         return self.landscape_service.export_rows(run_id)
+
+    def skip_event(self, position: int, *, reason: str) -> Skip:
+        """Let catch-up pass over the event that stops it (docs/projections.md): recorded in
+        projection_skips, kept by rebuild, listed by every verify; the event stays in the log."""
+        return self.landscape_service.skip_event(position, reason=reason)
 
     # Audited and replaying clients (calls/clients.py)
 

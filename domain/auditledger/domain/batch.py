@@ -13,7 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from .errors import DuplicateMember, InvalidLink, InvalidTransition
 from .lifecycle import TERMINAL
-from .values import require_count, require_name
+from .values import MAX_INLINE_CHARS, require_count, require_name
 
 DRAFT = "draft"
 EXECUTING = "executing"
@@ -77,7 +77,7 @@ class Batch(Aggregate):
             raise DuplicateMember(self.id, token_id, self.members[token_id])
         if self.status != DRAFT:
             raise InvalidTransition(self.id, "batch", self.status, "a batch with a new member")
-        ordinal = len(self.members)
+        ordinal = require_count("ordinal", len(self.members))
         self._member_added(token_id=token_id, ordinal=ordinal)
         return ordinal
 
@@ -123,7 +123,7 @@ class Batch(Aggregate):
         self.status = BATCH_COMPLETED
 
     def fail(self, error_json: str) -> None:
-        require_name("error", error_json, max_length=1_000_000)
+        require_name("error", error_json, max_length=MAX_INLINE_CHARS)
         if self.status not in (DRAFT, EXECUTING):
             raise InvalidTransition(self.id, "batch", self.status, BATCH_FAILED)
         self._failed(error_json=error_json)

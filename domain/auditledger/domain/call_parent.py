@@ -21,11 +21,14 @@ from eventsourcing.domain import Aggregate
 from .errors import CallIdConflict, InvalidArgument, ParentClosed
 from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, check_transition
 from .values import (
+    MAX_INLINE_CHARS,
     optional_datetime,
     optional_digest,
     optional_duration,
     optional_name,
+    optional_text,
     require_choice,
+    require_count,
     require_digest,
     require_name,
 )
@@ -58,6 +61,8 @@ class CallFacts:
         optional_digest("response_hash", self.response_hash)
         optional_duration("latency_ms", self.latency_ms)
         optional_datetime("started_at", self.started_at)
+        optional_text("error", self.error_json)
+        optional_text("summary", self.summary_json)
         if self.call_id is not None:
             require_name("call_id", self.call_id, max_length=200)
         if self.status == ERROR and self.error_json is None and self.response_hash is None:
@@ -162,7 +167,7 @@ class CallParent:
             return existing
         if self.is_terminal:
             raise ParentClosed(self.id, self.kind, self.status)
-        index = self.call_count
+        index = require_count("call_index", self.call_count)
         self._trigger(
             self.CALL_RECORDED_EVENT,
             call_id=facts.call_id or generated_call_id(self.id, index),
@@ -191,6 +196,6 @@ class CallParent:
         self._trigger(self.COMPLETED_EVENT, output_hash=output_hash)
 
     def fail(self, error_json: str) -> None:
-        require_name("error", error_json, max_length=1_000_000)
+        require_name("error", error_json, max_length=MAX_INLINE_CHARS)
         check_transition(self.kind, self.id, self.status, FAILED)
         self._trigger(self.FAILED_EVENT, error_json=error_json)

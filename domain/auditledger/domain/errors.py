@@ -130,7 +130,35 @@ class InvalidArgument(LedgerError):
     def __init__(self, name: str, value: object, rule: str) -> None:
         self.name = name
         self.value = value
-        super().__init__(f"{name}={value!r} is invalid: {rule}")
+        super().__init__(f"{name}={shown(value)} is invalid: {rule}")
+
+
+SHOWN_CHARS = 200
+"""How much of a value a message repeats; a longer one is cut, naming its length."""
+
+
+def shown(value: object) -> str:
+    """repr(value), cut to SHOWN_CHARS with an ellipsis and the length when longer."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARS:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    return f"{text[:SHOWN_CHARS]}... ({size:,} characters)"
+
+
+class ProjectionStuck(LedgerError):
+    """An event the landscape cannot apply: catch-up stops before it, the log keeps it."""
+
+    def __init__(self, position: int, topic: str, reason: str) -> None:
+        self.position = position
+        self.topic = topic
+        self.reason = reason
+        super().__init__(
+            f"the landscape cannot apply the event at position {position} ({topic}): "
+            f"{reason}; catch-up stops before it. The event stays in the log; to go on "
+            f"without it: `auditledger catch-up --skip {position} --reason TEXT` "
+            "(recorded, and listed by every verify)"
+        )
 
 
 class PayloadMissing(LedgerError):

@@ -1,18 +1,29 @@
-"""Value rules shared by the aggregates: digests, names, counters, durations.
+"""Value rules shared by the aggregates: digests, names, counters, durations, moments.
 
 The domain never computes a digest from bytes (that is I/O's side); it only insists that
 what it is given has the shape of one, so no event can carry a malformed hash.
+
+Every value a command accepts is one every backend's landscape can hold: text is UTF-8
+(no lone surrogates, no NUL in names), whole numbers fit a 32-bit INTEGER column, moments
+stay within years 1..9999 once converted to UTC, inline text is at most MAX_INLINE_CHARS.
+So a fact the ledger accepts can always be projected.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .errors import InvalidArgument
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+
+MAX_INLINE_CHARS = 1_000_000
+"""The most characters of text (an error, a summary) an event carries inline."""
+
+MAX_COUNT = 2**31 - 1
+"""The largest whole number a landscape INTEGER column holds on every backend."""
 
 
 def require_digest(name: str, value: object) -> str:
@@ -25,10 +36,27 @@ def optional_digest(name: str, value: object) -> str | None:
     return None if value is None else require_digest(name, value)
 
 
+def is_utf8(text: str) -> bool:
+    """False for a string with lone surrogates, which no store can encode."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def require_name(name: str, value: object, *, max_length: int = 512) -> str:
-    if not isinstance(value, str) or not value or len(value) > max_length or "\x00" in value:
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > max_length
+        or "\x00" in value
+        or not is_utf8(value)
+    ):
         raise InvalidArgument(
-            name, value, f"a non-empty string of at most {max_length} characters, no NUL"
+            name, value, f"a non-empty UTF-8 string of at most {max_length} characters, no NUL"
         )
     return value
 
@@ -37,15 +65,33 @@ def optional_name(name: str, value: object, *, max_length: int = 512) -> str | N
     return None if value is None else require_name(name, value, max_length=max_length)
 
 
+def optional_text(name: str, value: object, *, max_length: int = MAX_INLINE_CHARS) -> str | None:
+    """Inline text (JSON of an error or a summary): UTF-8, at most max_length characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_length or not is_utf8(value):
+        raise InvalidArgument(name, value, f"UTF-8 text of at most {max_length:,} characters")
+    return value
+
+
 def optional_datetime(name: str, value: object) -> datetime | None:
-    if value is not None and not isinstance(value, datetime):
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
         raise InvalidArgument(name, value, "a datetime")
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise InvalidArgument(
+                name, value, "a moment whose UTC time falls within years 1..9999"
+            ) from None
     return value
 
 
 def require_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidArgument(name, value, "a whole number >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidArgument(name, value, f"a whole number from 0 to {MAX_COUNT:,}")
     return value
 
 
@@ -54,12 +100,16 @@ def optional_duration(name: str, value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidArgument(name, value, "a number of milliseconds >= 0")
-    if not math.isfinite(value) or value < 0:
+    try:
+        as_float = float(value)
+    except OverflowError:
+        as_float = math.inf
+    if not math.isfinite(as_float) or as_float < 0:
         raise InvalidArgument(name, value, "a finite number of milliseconds >= 0")
-    return float(value)
+    return as_float
 
 
 def require_choice(name: str, value: object, choices: frozenset[str]) -> str:
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise InvalidArgument(name, value, f"one of {', '.join(sorted(choices))}")
     return str(value)

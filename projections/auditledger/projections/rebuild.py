@@ -6,6 +6,10 @@ Then ONE transaction, holding the live landscape's write lock, replaces the live
 the live position with the shadow's. Readers see the old landscape until that commit and
 the new one after it, never a half-built one; a runner catching up meanwhile continues from
 the swapped-in position, so nothing is applied twice.
+
+Arguments are checked before anything is built (a negative `until` would swap in an empty
+landscape). The skips live beside the landscape, not in it: a rebuild keeps them and passes
+over the same positions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
+from auditledger.domain.values import optional_datetime
+
 from .runner import (
     EventSource,
     Progress,
@@ -26,6 +32,7 @@ from .runner import (
     ensure_position_row,
     held,
     read_position,
+    require_whole,
     set_position,
 )
 from .schema import Landscape
@@ -89,6 +96,10 @@ def rebuild(
     chunk_size: int = 2000,
     progress: Progress | None = None,
 ) -> RebuildResult:
+    require_whole("chunk_size", chunk_size, least=1)
+    if stop is not None:
+        require_whole("until", stop, least=0)
+    optional_datetime("until", until_time)
     started = datetime.now(UTC)
     live = Landscape.live()
     target = source.last_position() if stop is None else stop

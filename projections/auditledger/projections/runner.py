@@ -9,6 +9,11 @@ is applied exactly once; two runners in two processes take turns instead of fail
 Inserts are also idempotent (ON CONFLICT (primary key) DO NOTHING), so re-applying an event
 never duplicates a row; any other UNIQUE or FOREIGN KEY violation still fails loudly: the
 projection proves the invariants the tables declare.
+
+An event that cannot be applied (a value its column cannot hold, a forged event missing
+fields) never wedges the runner silently: the chunk is retried one event per transaction
+up to it, so everything before it is applied, and catch-up stops with ProjectionStuck
+naming its position, topic and reason. Positions in `projection_skips` are passed over.
 """
 
 from __future__ import annotations
@@ -20,9 +25,19 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
+
+from auditledger.domain.errors import (
+    InvalidArgument,
+    LedgerError,
+    ProjectionStuck,
+    UndecodableEvent,
+)
+from auditledger.domain.values import optional_datetime
 
 from .landscape import KEYS, TIMED, Changes, fold, utc
 from .schema import Landscape, chunked
+from .skips import next_skip, skipped_positions
 
 PROJECTION = "landscape"
 
@@ -76,13 +91,29 @@ class Projector:
         progress: Progress | None = None,
         max_chunks: int | None = None,
     ) -> int:
-        """Apply what is new (up to `stop` / `until_time`); returns how many events."""
+        """Apply what is new (up to `stop` / `until_time`); returns how many events.
+
+        An event that cannot be applied stops it, the events before it applied: raises
+        ProjectionStuck (UndecodableEvent when its stored bytes do not decode)."""
+        require_whole("chunk_size", chunk_size, least=1)
+        if stop is not None:
+            require_whole("stop", stop, least=0)
+        optional_datetime("until", until_time)
         applied = chunks = 0
+        position = careful_until = 0
         with self.connect() as conn:
             ensure_position_row(conn, self.landscape)
+            skipped = skipped_positions(conn)
             conn.commit()
             while max_chunks is None or chunks < max_chunks:
-                count, position, more = self._chunk(conn, chunk_size, stop, until_time)
+                limit = 1 if position < careful_until else chunk_size
+                try:
+                    count, position, more = self._chunk(conn, limit, stop, until_time, skipped)
+                except _Unapplied as failed:
+                    if limit == 1:
+                        raise failed.error from None
+                    careful_until = failed.last  # one event per chunk up to the culprit
+                    continue
                 chunks += 1
                 applied += count
                 if count and progress is not None:
@@ -92,7 +123,12 @@ class Projector:
         return applied
 
     def _chunk(
-        self, conn: Connection, limit: int, stop: int | None, until_time: datetime | None
+        self,
+        conn: Connection,
+        limit: int,
+        stop: int | None,
+        until_time: datetime | None,
+        skipped: frozenset[int],
     ) -> tuple[int, int, bool]:
         self._begin(conn)
         try:
@@ -100,17 +136,20 @@ class Projector:
             if stop is not None and position >= stop:
                 conn.rollback()
                 return 0, position, False
-            events = list(self.source.read(position, limit, stop))
+            skip = next_skip(skipped, position, stop)
+            events = self._read(position, limit, stop if skip is None else skip - 1)
             more = len(events) == limit
+            whole = True
             if until_time is not None:
                 kept = _before(events, until_time)
-                more = more and len(kept) == len(events)
+                whole = len(kept) == len(events)
                 events = kept
-            if not events:
+            past_skip = skip is not None and not more and whole
+            if not events and not past_skip:
                 conn.rollback()
                 return 0, position, False
-            new_position = events[-1][0]
-            write(conn, self.landscape, fold(e for _, e in events), self._insert)
+            new_position = skip if past_skip and skip is not None else events[-1][0]
+            self._apply(conn, events)
             set_position(conn, self.landscape, new_position)
             if self.before_commit is not None:
                 self.before_commit(new_position)
@@ -118,7 +157,23 @@ class Projector:
         except BaseException:
             conn.rollback()
             raise
-        return len(events), new_position, more
+        return len(events), new_position, more or past_skip
+
+    def _read(self, position: int, limit: int, stop: int | None) -> list[tuple[int, Any]]:
+        try:
+            return list(self.source.read(position, limit, stop))
+        except UndecodableEvent as error:
+            raise _Unapplied(error.position, error) from None
+
+    def _apply(self, conn: Connection, events: list[tuple[int, Any]]) -> None:
+        try:
+            write(conn, self.landscape, fold(e for _, e in events), self._insert)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            position, domain_event = events[-1]
+            stuck = ProjectionStuck(position, topic_of(domain_event), reason_of(error))
+            raise _Unapplied(position, stuck) from None
 
     def _begin(self, conn: Connection) -> None:
         if conn.in_transaction():
@@ -156,6 +211,44 @@ def set_position(conn: Connection, land: Landscape, position: int) -> None:
         .where(land.positions.c.projection == PROJECTION)
         .values(position=position, updated_at=datetime.now(UTC))
     )
+
+
+class _Unapplied(Exception):
+    """A chunk that could not be applied; `error` is the typed error when it held one event."""
+
+    def __init__(self, last: int, error: LedgerError) -> None:
+        super().__init__(str(error))
+        self.last = last
+        self.error = error
+
+
+def is_transient(error: BaseException) -> bool:
+    """A lost connection, a lock or serialisation timeout: not the event's fault."""
+    if isinstance(error, (OperationalError, InterfaceError, PendingRollbackError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def reason_of(error: BaseException) -> str:
+    """One line saying why an event could not be applied (a database's own words if any)."""
+    inner = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    lines = str(inner).strip().splitlines()
+    text = f"{type(inner).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS] + "..."
+
+
+REASON_CHARS = 300
+
+
+def topic_of(domain_event: object) -> str:
+    kind = type(domain_event)
+    return str(getattr(kind, "TOPIC", None) or f"{kind.__module__}:{kind.__qualname__}")
+
+
+def require_whole(name: str, value: object, *, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidArgument(name, value, f"a whole number >= {least}")
+    return value
 
 
 def _before(events: list[tuple[int, Any]], until_time: datetime) -> list[tuple[int, Any]]:

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, selec
 
 from auditledger.domain.errors import StoreError
 
-from .tables import LANDSCAPE_TABLES, projection_positions
+from .tables import LANDSCAPE_TABLES, projection_positions, projection_skips
 
 T = TypeVar("T")
 
@@ -50,6 +50,11 @@ class Landscape:
     @property
     def positions(self) -> Table:
         return self.tables[projection_positions.name]
+
+    @property
+    def skips(self) -> Table:
+        """The live skips, for every landscape: a shadow rebuild skips what the live one does."""
+        return projection_skips
 
     def create(self, conn: Connection) -> None:
         for table in self.tables.values():
@@ -94,6 +99,7 @@ def _ensure(conn: Connection, url: str) -> None:
             "this version knows"
         )
     Landscape.live().create(conn)
+    projection_skips.create(conn, checkfirst=True)  # new in a landscape made before it
 
 
 IN_LIST = 500

@@ -140,5 +140,18 @@ projection_positions = Table(
     Column("updated_at", WHEN, nullable=False),
 )
 
+projection_skips = Table(
+    "projection_skips",
+    metadata,
+    Column("position", BigInteger, primary_key=True),
+    Column("topic", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("skipped_at", WHEN, nullable=False),
+)
+"""Log positions catch-up and rebuild pass over without applying, each with why and when.
+
+Not a landscape table: a rebuild keeps it (and keeps skipping the same positions); the
+events stay in the log, and verify lists every row here."""
+
 LANDSCAPE_TABLES = (runs, node_states, operations, calls, batches, batch_members)
 """In dependency order: create in this order, delete in reverse."""

@@ -1,8 +1,11 @@
 """verify: the landscape's invariants, checked one by one, each with its counts.
 
-Read-only: it never catches up or repairs what it checks (catch up first if you want the
-newest events included; a landscape behind the log fails the position check). The rebuild
-diff builds a fresh landscape up to the live position in a shadow and compares every row.
+Read-only: it never catches up or repairs what it checks; every check runs on what is
+projected. A landscape behind the log is flagged, not failed (lag is not tampering; `strict`
+makes it a failure), and the events after its position are tried in a transaction that is
+rolled back, so an event that would stop catch-up is a failed check naming its position.
+Every skipped position is listed, flagged (failed when strict). The rebuild diff builds a
+fresh landscape up to the live position in a shadow and compares every row.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
 
 from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
+from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.domain.lifecycle import OPEN
 from auditledger.domain.run import RUN_COMPLETED
 
 from .rebuild import build, shadow
 from .runner import EventSource, read_position
 from .schema import Landscape
+from .skips import skips
+from .stuck import probe
 
 SAMPLES = 5
 
@@ -39,6 +45,8 @@ class Check(BaseModel):
     checked: int
     failed: int
     examples: list[str] = []
+    flagged: bool = False
+    """Passed, but with something to see (lag, skipped events); a failure when strict."""
 
 
 class VerifyReport(BaseModel):
@@ -47,6 +55,10 @@ class VerifyReport(BaseModel):
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
+
+    @property
+    def flagged(self) -> bool:
+        return any(c.flagged for c in self.checks)
 
     def add(self, check: Check) -> None:
         self.checks.append(check)
@@ -180,22 +192,66 @@ def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
     return None if actual == ref else f"the stored bytes hash to {actual}"
 
 
-def position(conn: Connection, land: Landscape, last: int) -> Check:
+def position(conn: Connection, land: Landscape, last: int, *, strict: bool = False) -> Check:
     current = read_position(conn, land)
-    bad: list[str] = []
+    name = "the projection position matches the log"
     if current > last:
-        bad.append(f"the landscape is at position {current}, ahead of the log's last {last}")
-    elif current < last:
-        bad.append(
-            f"the landscape is at position {current}, behind the log's last {last} (run catch-up)"
-        )
-    return _check("the projection position matches the log", last, bad)
+        ahead = f"the landscape is at position {current}, ahead of the log's last {last}"
+        return _check(name, last, [ahead])
+    if current == last:
+        return _check(name, last, [])
+    behind = (
+        f"the landscape is at position {current}, behind the log's last {last} by "
+        f"{last - current} (run catch-up); every other check ran on what is projected"
+    )
+    return _flag(_check(name, last, [behind]), strict)
+
+
+def _flag(check: Check, strict: bool) -> Check:
+    """A finding that is not a broken invariant: flagged, and failed only when strict."""
+    if check.failed == 0 or strict:
+        return check
+    return check.model_copy(update={"passed": True, "flagged": True})
+
+
+def projectable(conn: Connection, land: Landscape, source: EventSource) -> Check:
+    tried, stuck = probe(conn, land, source)
+    bad = [] if stuck is None else [str(stuck)]
+    return _check("the events after the position can be projected", tried, bad)
+
+
+def skipped(conn: Connection, *, strict: bool = False) -> Check:
+    found = skips(conn)
+    listed = [
+        f"position {s.position} ({s.topic}) is skipped since {s.skipped_at:%Y-%m-%d %H:%M:%S}: "
+        f"{s.reason}; the event is in the log, the landscape does not show it"
+        for s in found
+    ]
+    check = Check(
+        name="no event of the log is skipped by the landscape",
+        passed=not found,
+        checked=len(found),
+        failed=len(found),
+        examples=listed,  # every one: a skip never leaves the report
+    )
+    return _flag(check, strict)
 
 
 def rebuild_diff(engine: Engine, conn: Connection, live: Landscape, source: EventSource) -> Check:
     """Rebuild up to the live position in a shadow and compare every row of every table."""
     stop = read_position(conn, live)
     conn.commit()
+    try:
+        compared = _compare(engine, conn, live, source, stop)
+    except (ProjectionStuck, UndecodableEvent) as error:
+        return _check("the live landscape equals a fresh rebuild", stop, [str(error)])
+    checked, failed, bad = compared
+    return _check("the live landscape equals a fresh rebuild", checked, bad, failed)
+
+
+def _compare(
+    engine: Engine, conn: Connection, live: Landscape, source: EventSource, stop: int
+) -> tuple[int, int, list[str]]:
     bad: list[str] = []
     failed = checked = 0
     with shadow(conn) as aside:
@@ -214,7 +270,7 @@ def rebuild_diff(engine: Engine, conn: Connection, live: Landscape, source: Even
                 for row in conn.execute(select(diff).limit(SAMPLES)):
                     bad.append(f"{table.name} row {label} landscape: {dict(row._mapping)}")
         conn.commit()
-    return _check("the live landscape equals a fresh rebuild", checked, bad, failed)
+    return checked, failed, bad
 
 
 Checker = Callable[[Connection, Landscape], Check]
@@ -227,7 +283,12 @@ ROW_CHECKS: tuple[Checker, ...] = (
 
 
 def verify(
-    engine: Engine, source: EventSource, payloads: PayloadReader, *, diff: bool = True
+    engine: Engine,
+    source: EventSource,
+    payloads: PayloadReader,
+    *,
+    diff: bool = True,
+    strict: bool = False,
 ) -> VerifyReport:
     live = Landscape.live()
     report = VerifyReport(checks=[])
@@ -235,8 +296,10 @@ def verify(
         for check in ROW_CHECKS:
             report.add(check(conn, live))
         report.add(payload_refs(conn, live, payloads))
-        report.add(position(conn, live, source.last_position()))
+        report.add(position(conn, live, source.last_position(), strict=strict))
+        report.add(skipped(conn, strict=strict))
         conn.commit()
+        report.add(projectable(conn, live, source))
         if diff:
             report.add(rebuild_diff(engine, conn, live, source))
     return report

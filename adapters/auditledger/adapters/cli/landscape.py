@@ -11,7 +11,7 @@ import csv
 import json
 import signal
 import sys
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -29,8 +29,16 @@ from auditledger.adapters.cli.chain import (
     export_checkpoint,
     run_verify_chain,
 )
-from auditledger.adapters.cli.common import DEFAULT_STORE, StoreOption, console, fail, opened
+from auditledger.adapters.cli.common import (
+    DEFAULT_STORE,
+    StoreOption,
+    console,
+    err_console,
+    fail,
+    opened,
+)
 from auditledger.adapters.ledger import Ledger
+from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.projections.queries import CallView, Explanation, StateView
 from auditledger.projections.verify import Check, VerifyReport
 
@@ -106,13 +114,44 @@ def rebuild(
         console.print(summary)
 
 
-def catch_up(store: StoreOption = DEFAULT_STORE, landscape: LandscapeOption = None) -> None:
+def catch_up(
+    store: StoreOption = DEFAULT_STORE,
+    landscape: LandscapeOption = None,
+    skip: Annotated[
+        int | None,
+        typer.Option(
+            "--skip",
+            metavar="POSITION",
+            min=1,
+            help="pass over the event at this log position, the one catch-up stops at "
+            "(recorded with --reason; the event stays in the log; verify lists it)",
+        ),
+    ] = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why the event is skipped (with --skip)")
+    ] = None,
+) -> None:
     """Apply the events recorded since the landscape's position."""
+    if (skip is None) != (reason is None):
+        raise fail("--skip POSITION and --reason TEXT go together")
     with existing_ledger(store, landscape) as ledger:
+        if skip is not None and reason is not None:
+            _skip(ledger, skip, reason)
         applied = ledger.catch_up()
         console.print(
             f"applied {applied} events; landscape at position {ledger.landscape_position()}"
         )
+
+
+def _skip(ledger: Ledger, position: int, reason: str) -> None:
+    with suppress(ProjectionStuck, UndecodableEvent):
+        ledger.catch_up()  # up to the event that stops it
+    skipped = ledger.skip_event(position, reason=reason)
+    console.print(
+        f"skipped position {skipped.position} ({skipped.topic}): {skipped.reason}; "
+        "the event stays in the log and every verify lists the skip",
+        highlight=False,
+    )
 
 
 def follow(
@@ -154,21 +193,32 @@ def verify(
     checkpoint: CheckpointFiles = None,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="a flagged finding (landscape behind the log, a skip) fails too"
+        ),
+    ] = False,
 ) -> None:
-    """Check the landscape's invariants; exit 0 only if every check passes."""
+    """Check the landscape's invariants; exit 0 only if every check passes.
+
+    A landscape behind the log and skipped events are flagged, not failed, unless --strict."""
     chain_code = 0
     if chain or checkpoint:  # first: it reads raw bytes, so it reports even undecodable events
         chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
     with existing_ledger(store, landscape) as ledger:
         if catch_up_first:
-            ledger.catch_up()
+            try:
+                ledger.catch_up()
+            except (ProjectionStuck, UndecodableEvent) as stuck:  # a finding, reported below
+                err_console.print(f"catch-up stopped: {stuck}", highlight=False, soft_wrap=True)
         report = ledger.verify(diff=diff)
-    print_report(report)
-    if not report.passed or chain_code != 0:
+    print_report(report, strict=strict)
+    if not report.passed or (strict and report.flagged) or chain_code != 0:
         raise typer.Exit(1)
 
 
-def print_report(report: VerifyReport, title: str = "verify") -> None:
+def print_report(report: VerifyReport, title: str = "verify", *, strict: bool = False) -> None:
     table = Table(title=title)
     table.add_column("check")
     table.add_column("result")
@@ -177,7 +227,7 @@ def print_report(report: VerifyReport, title: str = "verify") -> None:
     for check in report.checks:
         table.add_row(
             check.name,
-            "[green]pass[/]" if check.passed else "[bold red]FAIL[/]",
+            _result(check, strict),
             f"{check.checked:,}",
             f"{check.failed:,}",
         )
@@ -186,9 +236,16 @@ def print_report(report: VerifyReport, title: str = "verify") -> None:
         _print_examples(check)
 
 
+def _result(check: Check, strict: bool) -> str:
+    if not check.passed or (strict and check.flagged):
+        return "[bold red]FAIL[/]"
+    return "[yellow]FLAGGED[/]" if check.flagged else "[green]pass[/]"
+
+
 def _print_examples(check: Check) -> None:
+    colour = "yellow" if check.passed else "red"
     for example in check.examples:
-        console.print(f"  [red]{check.name}[/]: {example}", highlight=False)
+        console.print(f"  [{colour}]{check.name}[/]: {example}", highlight=False)
 
 
 def explain(

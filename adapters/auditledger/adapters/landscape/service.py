@@ -25,6 +25,8 @@ from auditledger.domain.errors import InvalidArgument, StoreError, UndecodableEv
 from auditledger.projections import queries, schema
 from auditledger.projections.rebuild import RebuildResult, rebuild
 from auditledger.projections.runner import Progress, Projector
+from auditledger.projections.skips import Skip
+from auditledger.projections.stuck import skip_event
 from auditledger.projections.verify import VerifyReport, verify
 
 
@@ -148,6 +150,11 @@ class LandscapeService:
         land = self._landscape()
         with land.lock, self._landscape_errors():
             return verify(land.engine, land.source, self.payloads, diff=diff)
+
+    def skip_event(self, position: int, *, reason: str) -> Skip:
+        land = self._landscape()
+        with land.lock, self._landscape_errors():
+            return skip_event(land.engine, land.source, position, reason)
 
     def explain(
         self,
