@@ -1,4 +1,4 @@
-"""Value rules shared by the aggregates: digests, names, counters, durations.
+"""Value rules shared by the aggregates: digests, names, counters, durations, inline text.
 
 The domain never computes a digest from bytes (that is I/O's side); it only insists that
 what it is given has the shape of one, so no event can carry a malformed hash.
@@ -13,6 +13,10 @@ from datetime import datetime
 from .errors import InvalidArgument
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
+
+MAX_INLINE_BYTES = 1024 * 1024
+"""The most an inline text field of an event (an error, a config, a summary, a reason) holds,
+in UTF-8 bytes, on every backend. Bigger data belongs in a payload: its hash goes inline."""
 
 
 def require_digest(name: str, value: object) -> str:
@@ -63,3 +67,30 @@ def require_choice(name: str, value: object, choices: frozenset[str]) -> str:
     if value not in choices:
         raise InvalidArgument(name, value, f"one of {', '.join(sorted(choices))}")
     return str(value)
+
+
+def require_inline(name: str, value: object) -> str:
+    """Inline JSON or text: a non-empty string, no NUL, at most MAX_INLINE_BYTES in UTF-8."""
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InvalidArgument(name, _shown(value), "a non-empty string, no NUL")
+    if len(value) * 4 > MAX_INLINE_BYTES:  # only then can it be too long: measure it
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_INLINE_BYTES:
+            raise InvalidArgument(
+                name,
+                f"<{size} bytes>",
+                f"an inline field holds at most {MAX_INLINE_BYTES} bytes (1 MiB) of UTF-8; "
+                "keep bigger data as a payload (store_bytes, attachments) and refer to its hash",
+            )
+    return value
+
+
+def optional_inline(name: str, value: object) -> str | None:
+    return None if value is None else require_inline(name, value)
+
+
+def _shown(value: object) -> object:
+    """A value as an error message may quote it: long text is cut, so is its repr."""
+    if isinstance(value, str) and len(value) > 80:
+        return f"{value[:60]}... <{len(value)} characters>"
+    return value
