@@ -33,7 +33,7 @@ from functools import wraps
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg import Connection, Cursor
 from psycopg.errors import LockNotAvailable
@@ -100,17 +100,17 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        connect_kwargs = datastore.pool.kwargs  # before the library's first connection
+        if datastore.lock_timeout and isinstance(connect_kwargs, dict):
+            connect_kwargs["options"] = f"-c lock_timeout={datastore.lock_timeout}s"
+        super().__init__(datastore, **kwargs)
         self._insert_binary = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(string_to_array(%s, ',')::uuid[], "
             "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        connect_kwargs = self.datastore.pool.kwargs  # used for connections not yet made
-        if self.datastore.lock_timeout and isinstance(connect_kwargs, dict):
-            connect_kwargs["options"] = f"-c lock_timeout={self.datastore.lock_timeout}s"
 
     select_events = _lock_timeout_is_final(
         PostgresApplicationRecorder.select_events, "reading the event log"
