@@ -8,10 +8,15 @@ before the events, as they always were, and `holds_payloads` stays False.)
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
 write lock is held, so the rows of one write take consecutive rowids).
+
+A write goes only to the log file that was opened: its (device, inode) is pinned at open and
+looked at before each write transaction (one stat), so a log deleted or replaced under an
+open ledger refuses writes with LogReplaced instead of writing into a file nobody will see.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -21,10 +26,21 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_rows
+from auditledger.domain.errors import LogReplaced
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     holds_payloads = False  # set by Stores when the payload table lives in this file
+    log_file: str | None = None
+    pinned: tuple[int, int] | None = None
+
+    def pin_log_file(self, path: str) -> None:
+        """Remember which file the log at path is; writes go to that file or nowhere."""
+        self.log_file, self.pinned = path, _identity(path)
+
+    def check_log_file(self) -> None:
+        if self.log_file is not None and _identity(self.log_file) != self.pinned:
+            raise LogReplaced(self.log_file)
 
     def insert_events(
         self,
@@ -35,6 +51,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if payloads and not self.holds_payloads:
             raise ValueError("this store keeps its payloads in another file")
+        self.check_log_file()
         with self.datastore.transaction(commit=True) as c:
             if payloads:
                 c.executemany(SQLITE_UPSERT, sqlite_payload_rows(payloads))
@@ -60,3 +77,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
         return list(range(last - len(stored_events) + 1, last + 1))
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
