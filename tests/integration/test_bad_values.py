@@ -13,7 +13,7 @@ import pytest
 from auditledger.adapters import Ledger
 from auditledger.domain.errors import InvalidArgument
 from auditledger.domain.node_state import NodeState
-from auditledger.domain.values import MAX_COUNT, MAX_INLINE_CHARS
+from auditledger.domain.values import MAX_COUNT, MAX_INLINE_BYTES
 
 LONE = "a\ud800b"
 EAST = timezone(timedelta(hours=5))
@@ -134,7 +134,7 @@ def test_inline_text_is_capped_and_the_message_cuts_the_value(
     ledger: Ledger, run_and_state: tuple[str, str]
 ) -> None:
     _, state = run_and_state
-    huge = "x" * (MAX_INLINE_CHARS + 79)
+    huge = "x" * (MAX_INLINE_BYTES + 79)
     for argument in ("error", "summary"):
         value = {"text": huge} if argument == "summary" else huge
         call = {"call_type": "llm", "request": {"q": 1}, "response": {"a": 1}, argument: value}

@@ -13,7 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from .errors import DuplicateMember, InvalidLink, InvalidTransition
 from .lifecycle import TERMINAL
-from .values import MAX_INLINE_CHARS, require_count, require_name
+from .values import require_count, require_inline, require_name
 
 DRAFT = "draft"
 EXECUTING = "executing"
@@ -123,7 +123,7 @@ class Batch(Aggregate):
         self.status = BATCH_COMPLETED
 
     def fail(self, error_json: str) -> None:
-        require_name("error", error_json, max_length=MAX_INLINE_CHARS)
+        require_inline("error", error_json)
         if self.status not in (DRAFT, EXECUTING):
             raise InvalidTransition(self.id, "batch", self.status, BATCH_FAILED)
         self._failed(error_json=error_json)

@@ -21,15 +21,14 @@ from eventsourcing.domain import Aggregate
 from .errors import CallIdConflict, InvalidArgument, ParentClosed
 from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, check_transition
 from .values import (
-    MAX_INLINE_CHARS,
     optional_datetime,
     optional_digest,
     optional_duration,
-    optional_name,
-    optional_text,
+    optional_inline,
     require_choice,
     require_count,
     require_digest,
+    require_inline,
     require_name,
 )
 
@@ -61,8 +60,8 @@ class CallFacts:
         optional_digest("response_hash", self.response_hash)
         optional_duration("latency_ms", self.latency_ms)
         optional_datetime("started_at", self.started_at)
-        optional_text("error", self.error_json)
-        optional_text("summary", self.summary_json)
+        optional_inline("error", self.error_json)
+        optional_inline("summary", self.summary_json)
         if self.call_id is not None:
             require_name("call_id", self.call_id, max_length=200)
         if self.status == ERROR and self.error_json is None and self.response_hash is None:
@@ -186,7 +185,7 @@ class CallParent:
         return index
 
     def mark_pending(self, reason: str | None = None) -> None:
-        optional_name("reason", reason, max_length=10_000)
+        optional_inline("reason", reason)
         check_transition(self.kind, self.id, self.status, PENDING)
         self._trigger(self.PENDING_EVENT, reason=reason)
 
@@ -196,6 +195,6 @@ class CallParent:
         self._trigger(self.COMPLETED_EVENT, output_hash=output_hash)
 
     def fail(self, error_json: str) -> None:
-        require_name("error", error_json, max_length=MAX_INLINE_CHARS)
+        require_inline("error", error_json)
         check_transition(self.kind, self.id, self.status, FAILED)
         self._trigger(self.FAILED_EVENT, error_json=error_json)

@@ -180,6 +180,38 @@ class StoreError(LedgerError):
     """A store URL that cannot be used, or a store that cannot be reached."""
 
 
+class LockTimeout(StoreError):
+    def __init__(self, what: str, seconds: float) -> None:
+        self.what = what
+        self.seconds = seconds
+        super().__init__(
+            f"{what}: another connection held its lock past the lock timeout ({seconds:g} s); "
+            "nothing was written. Retry later, or set the wait with lock_timeout=SECONDS in "
+            "the store URL"
+        )
+
+
+class LogReplaced(StoreError):
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"the event log {path} is no longer the file this ledger opened (deleted or "
+            "replaced under it): nothing was written; a write goes only to the log that was "
+            "opened. Close the ledger and restore the log"
+        )
+
+
+class LogMissing(StoreError):
+    def __init__(self, directory: str, evidence: str) -> None:
+        self.directory = directory
+        self.evidence = evidence
+        super().__init__(
+            f"store {directory}: the event log events.sqlite3 is missing but {evidence}: a "
+            "ledger with history is never reopened on an empty log. Restore events.sqlite3, "
+            "or move the landscape aside to start a new ledger"
+        )
+
+
 class ConcurrencyExhausted(LedgerError):
     def __init__(self, aggregate_id: object, tries: int) -> None:
         self.id = str(aggregate_id)

@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from .errors import InvalidArgument, InvalidTransition, RunClosed
-from .values import require_choice, require_digest
+from .values import require_choice, require_digest, require_inline
 
 RUNNING = "running"
 RUN_COMPLETED = "completed"
@@ -46,6 +46,7 @@ class Run(Aggregate):
     def start(cls, *, run_id: UUID, config_json: str, config_hash: str) -> Run:
         if not isinstance(config_json, str):
             raise InvalidArgument("config_json", config_json, "canonical JSON text")
+        require_inline("config", config_json)
         require_digest("config_hash", config_hash)
         return cls(  # type: ignore[call-arg]  # id= via the class annotation
             id=run_id, config_json=config_json, config_hash=config_hash

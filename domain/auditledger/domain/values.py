@@ -5,7 +5,7 @@ what it is given has the shape of one, so no event can carry a malformed hash.
 
 Every value a command accepts is one every backend's landscape can hold: text is UTF-8
 (no lone surrogates, no NUL in names), whole numbers fit a 32-bit INTEGER column, moments
-stay within years 1..9999 once converted to UTC, inline text is at most MAX_INLINE_CHARS.
+stay within years 1..9999 once converted to UTC, inline text is at most MAX_INLINE_BYTES of UTF-8.
 So a fact the ledger accepts can always be projected.
 """
 
@@ -19,8 +19,9 @@ from .errors import InvalidArgument
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
-MAX_INLINE_CHARS = 1_000_000
-"""The most characters of text (an error, a summary) an event carries inline."""
+MAX_INLINE_BYTES = 1024 * 1024
+"""The most an inline text field of an event (an error, a config, a summary, a reason) holds,
+in UTF-8 bytes, on every backend. Bigger data belongs in a payload: its hash goes inline."""
 
 MAX_COUNT = 2**31 - 1
 """The largest whole number a landscape INTEGER column holds on every backend."""
@@ -65,15 +66,6 @@ def optional_name(name: str, value: object, *, max_length: int = 512) -> str | N
     return None if value is None else require_name(name, value, max_length=max_length)
 
 
-def optional_text(name: str, value: object, *, max_length: int = MAX_INLINE_CHARS) -> str | None:
-    """Inline text (JSON of an error or a summary): UTF-8, at most max_length characters."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > max_length or not is_utf8(value):
-        raise InvalidArgument(name, value, f"UTF-8 text of at most {max_length:,} characters")
-    return value
-
-
 def optional_datetime(name: str, value: object) -> datetime | None:
     if value is None:
         return None
@@ -113,3 +105,24 @@ def require_choice(name: str, value: object, choices: frozenset[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise InvalidArgument(name, value, f"one of {', '.join(sorted(choices))}")
     return str(value)
+
+
+def require_inline(name: str, value: object) -> str:
+    """Inline JSON or text: a non-empty UTF-8 string, no NUL, at most MAX_INLINE_BYTES."""
+    if not isinstance(value, str) or not value or "\x00" in value or not is_utf8(value):
+        raise InvalidArgument(name, value, "a non-empty UTF-8 string, no NUL")
+    if len(value) * 4 > MAX_INLINE_BYTES:  # only then can it be too long: measure it
+        size = len(value.encode("utf-8"))
+        if size > MAX_INLINE_BYTES:
+            raise InvalidArgument(
+                name,
+                value,
+                f"an inline field holds at most {MAX_INLINE_BYTES} bytes (1 MiB) of UTF-8, "
+                f"this one has {size}; keep bigger data as a payload (store_bytes, "
+                "attachments) and refer to its hash",
+            )
+    return value
+
+
+def optional_inline(name: str, value: object) -> str | None:
+    return None if value is None else require_inline(name, value)

@@ -10,6 +10,11 @@ the swapped-in position, so nothing is applied twice.
 Arguments are checked before anything is built (a negative `until` would swap in an empty
 landscape). The skips live beside the landscape, not in it: a rebuild keeps them and passes
 over the same positions.
+
+A PostgreSQL shadow schema is held, while its rebuild lives, by a session advisory lock keyed
+on its name (taken before the schema exists). A rebuild killed before its cleanup leaves the
+schema but not the lock (the server drops a dead session's locks), so the next rebuild drops
+every shadow schema whose lock it can take: the stale ones, never a live rebuild's.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
 
 from auditledger.domain.values import optional_datetime
 
@@ -37,6 +42,9 @@ from .runner import (
 )
 from .schema import Landscape
 
+SHADOW_PREFIX = "auditledger_shadow_"
+SHADOW_LOCKS = 0x73686477  # "shdw": pg_advisory_lock(SHADOW_LOCKS, hashtext(schema name))
+
 
 @dataclass(frozen=True)
 class RebuildResult:
@@ -50,7 +58,9 @@ class RebuildResult:
 def shadow(conn: Connection) -> Iterator[Landscape]:
     """A private, empty copy of the landscape tables on this connection; dropped after."""
     if conn.dialect.name == "postgresql":
-        name = f"auditledger_shadow_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        drop_stale_shadows(conn)
+        name = f"{SHADOW_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        conn.execute(select(func.pg_advisory_lock(SHADOW_LOCKS, func.hashtext(name))))
         conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
     else:
         name = "auditledger_shadow"
@@ -65,10 +75,35 @@ def shadow(conn: Connection) -> Iterator[Landscape]:
         conn.rollback()
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+            conn.execute(select(func.pg_advisory_unlock(SHADOW_LOCKS, func.hashtext(name))))
             conn.commit()
         else:
             conn.exec_driver_sql(f"DETACH DATABASE {name}")
             conn.commit()
+
+
+def drop_stale_shadows(conn: Connection) -> list[str]:
+    """Drops the PostgreSQL shadow schemas no live rebuild holds; returns their names."""
+    names = conn.scalars(
+        text("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, :prefix)"),
+        {"prefix": SHADOW_PREFIX},
+    ).all()
+    conn.commit()
+    dropped = []
+    for name in names:
+        key = func.hashtext(name)
+        if not conn.scalar(select(func.pg_try_advisory_lock(SHADOW_LOCKS, key))):
+            continue  # a live rebuild's
+        try:
+            quoted = name.replace('"', '""')
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{quoted}" CASCADE')
+            conn.commit()
+            dropped.append(name)
+        finally:
+            conn.rollback()
+            conn.execute(select(func.pg_advisory_unlock(SHADOW_LOCKS, key)))
+            conn.commit()
+    return dropped
 
 
 def build(

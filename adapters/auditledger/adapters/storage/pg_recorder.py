@@ -13,23 +13,41 @@ element in Python; a joined string is one parameter), and BEGIN ...
 COMMIT go in the same pipeline as the inserts, so the whole write is one round trip and the
 table lock is held for the server's work only, never while a client waits for the CPU to
 read a reply (with more writers than cores, that wait is what stopped writers scaling).
+
+A write heavier than PIPELINE_MAX_BYTES is not pipelined: psycopg's pipeline stops flushing
+once its last command is queued, so a write bigger than the socket buffers can hold stays
+half-sent while the client waits for replies and the server (holding the table lock) waits
+for the rest: both wait forever. Such a write goes statement by statement, each one sent
+whole before its reply is awaited.
+
+Every connection runs with the store's lock timeout (lock_timeout=SECONDS in the URL): a
+write or read that waits longer for a lock fails with LockTimeout, once, not once per retry
+of the library's loop (which retries its operational errors ten times).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from functools import wraps
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
-from psycopg import Cursor
+from psycopg import Connection, Cursor
+from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.domain.errors import LockTimeout
 from auditledger.projections.schema import SCHEMA_LOCK
+
+PIPELINE_MAX_BYTES = 64 * 1024
+"""States and payload bytes a pipelined write may carry: well within the kernel's socket
+buffers (a loopback TCP or Unix socket holds more than twice this unread)."""
 
 # Hashes (hex) go as one comma-joined text and sizes are computed by the server: psycopg
 # dumps a list parameter element by element in Python, ~200 us for a unit's 60 payloads
@@ -41,6 +59,28 @@ INSERT_PAYLOADS = SQL(
     "ON CONFLICT (hash) DO UPDATE SET data = EXCLUDED.data, purged_at = NULL "
     "WHERE payloads.data IS NULL"
 )
+
+
+def _timed_out(recorder: PostgresApplicationRecorder, what: str) -> LockTimeout:
+    return LockTimeout(what, recorder.datastore.lock_timeout)
+
+
+def _lock_timeout_is_final(method: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """The library's read, retried as the library does, except past a lock timeout."""
+    once = inspect.unwrap(method)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @wraps(once)
+    def guarded(self: PostgresApplicationRecorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return once(self, *args, **kwargs)
+        except OperationalError as error:
+            if isinstance(error.__cause__, LockNotAvailable):
+                raise _timed_out(self, what) from None
+            raise
+
+    guarded_method: Callable[..., Any] = guarded
+    return guarded_method
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -60,14 +100,27 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        connect_kwargs = datastore.pool.kwargs  # before the library's first connection
+        if datastore.lock_timeout and isinstance(connect_kwargs, dict):
+            connect_kwargs["options"] = f"-c lock_timeout={datastore.lock_timeout}s"
+        super().__init__(datastore, **kwargs)
         self._insert_binary = SQL(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(string_to_array(%s, ',')::uuid[], "
             "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+
+    select_events = _lock_timeout_is_final(
+        PostgresApplicationRecorder.select_events, "reading the event log"
+    )
+    select_notifications = _lock_timeout_is_final(
+        PostgresApplicationRecorder.select_notifications, "reading the event log"
+    )
+    max_notification_id = _lock_timeout_is_final(
+        PostgresApplicationRecorder.max_notification_id, "reading the event log"
+    )
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
@@ -78,22 +131,40 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             return ids
         with self.datastore.get_connection() as conn:
             assert conn.autocommit
-            failure: BaseException | None = None
-            with conn.pipeline() as pipeline, conn.cursor() as control, conn.cursor() as insert:
-                try:
-                    control.execute("BEGIN")
-                    self._insert_events(control, stored_events, **kwargs)
-                    self._insert_stored_events(insert, stored_events, **kwargs)
-                    control.execute("COMMIT")
-                    pipeline.sync()
-                    ids = self._fetch_ids_after_insert_events(insert, stored_events)
-                except BaseException as error:  # re-raised once the pipeline is closed
-                    failure = error
-            if failure is not None:
-                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
-                raise failure
-            return ids
+            try:
+                if _weight(stored_events, **kwargs) > PIPELINE_MAX_BYTES:
+                    return self._write_in_steps(conn, stored_events, **kwargs)
+                return self._write_pipelined(conn, stored_events, **kwargs)
+            except LockNotAvailable:
+                raise _timed_out(self, f"writing to {self.events_table_name}") from None
+
+    def _write_pipelined(
+        self, conn: Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        failure: BaseException | None = None
+        with conn.pipeline() as pipeline, conn.cursor() as control, conn.cursor() as insert:
+            try:
+                control.execute("BEGIN")
+                self._insert_events(control, stored_events, **kwargs)
+                self._insert_stored_events(insert, stored_events, **kwargs)
+                control.execute("COMMIT")
+                pipeline.sync()
+                ids = self._fetch_ids_after_insert_events(insert, stored_events)
+            except BaseException as error:  # re-raised once the pipeline is closed
+                failure = error
+        if failure is not None:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
+            raise failure
+        return ids
+
+    def _write_in_steps(
+        self, conn: Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with conn.transaction(), conn.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events)
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -127,3 +198,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             (",".join([digest for digest, _ in unique]), [p.data for _, p in unique]),
             prepare=True,
         )
+
+
+def _weight(
+    stored_events: Sequence[StoredEvent], *, payloads: Sequence[Payload] = (), **_: Any
+) -> int:
+    return sum(len(e.state) for e in stored_events) + sum(len(p.data) for p in payloads)

@@ -6,6 +6,10 @@
   and ``landscape.sqlite3``. A directory made before that layout has its payloads in
   ``payloads.sqlite3``, and keeps using it.
 - ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
+
+Options go in the query: ``?lock_timeout=SECONDS`` (a whole number >= 1, default 60) is how
+long a write or read waits for a lock another connection holds (the events table on
+PostgreSQL, the file on SQLite) before it fails with StoreError (LockTimeout on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from auditledger.domain.errors import StoreError
 
 Kind = Literal["memory", "sqlite", "postgresql"]
+OPTIONS = ("lock_timeout",)
+DEFAULT_LOCK_TIMEOUT = 60
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class StoreSettings:
     user: str = ""
     password: str = ""
     dbname: str = ""
+    lock_timeout: int = DEFAULT_LOCK_TIMEOUT
 
     @classmethod
     def parse(cls, url: str) -> StoreSettings:
@@ -45,9 +52,15 @@ class StoreSettings:
         if scheme == "memory":
             return cls(url=url, kind="memory")
         if scheme in ("sqlite", "sqlite+pysqlite"):
+            rest, _, query = rest.partition("?")
             if not rest.startswith("/") or rest == "/":
                 raise StoreError(f"store URL {url!r}: sqlite:///PATH names a directory")
-            return cls(url=url, kind="sqlite", directory=Path(unquote(rest[1:])))
+            return cls(
+                url=url,
+                kind="sqlite",
+                directory=Path(unquote(rest[1:])),
+                lock_timeout=_lock_timeout(url, query),
+            )
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
             parts = urlsplit(url)
             dbname = parts.path.lstrip("/")
@@ -65,6 +78,7 @@ class StoreSettings:
                 user=unquote(parts.username or "postgres"),
                 password=unquote(parts.password or ""),
                 dbname=unquote(dbname),
+                lock_timeout=_lock_timeout(url, parts.query),
             )
         raise StoreError(
             f"store URL {url!r}: unknown scheme {scheme!r} "
@@ -79,7 +93,7 @@ class StoreSettings:
             return {
                 "PERSISTENCE_MODULE": "eventsourcing.sqlite",
                 "SQLITE_DBNAME": str(self.sqlite_file("events")),
-                "SQLITE_LOCK_TIMEOUT": "60",
+                "SQLITE_LOCK_TIMEOUT": str(self.lock_timeout),
                 # the library's recorder, with a commit's payloads in the same transaction
                 # (unless the directory is of the earlier layout: see payloads_with_events)
                 "APPLICATION_RECORDER_TOPIC": "auditledger.adapters.storage.sqlite_recorder:"
@@ -99,7 +113,7 @@ class StoreSettings:
             "POSTGRES_POOL_SIZE": "4",
             "POSTGRES_MAX_OVERFLOW": "8",
             "POSTGRES_CONNECT_TIMEOUT": "10",
-            "POSTGRES_LOCK_TIMEOUT": "60",
+            "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout),
             # the library's recorder, with a commit's payloads in the same transaction
             "APPLICATION_RECORDER_TOPIC": (
                 "auditledger.adapters.storage.pg_recorder:LedgerPostgresRecorder"
@@ -161,3 +175,18 @@ def _has_payload_table(events_file: Path) -> bool:
     except sqlite3.Error:
         return False  # not a database: opening the store says so
     return row is not None
+
+
+def _lock_timeout(url: str, query: str) -> int:
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise StoreError(
+            f"store URL {url!r}: unknown option {unknown[0]!r} (options: {', '.join(OPTIONS)})"
+        )
+    raw = options.get("lock_timeout", str(DEFAULT_LOCK_TIMEOUT))
+    if not raw.isdigit() or int(raw) < 1:
+        raise StoreError(
+            f"store URL {url!r}: lock_timeout={raw!r} is not a whole number of seconds >= 1"
+        )
+    return int(raw)

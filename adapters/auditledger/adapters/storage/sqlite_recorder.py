@@ -9,10 +9,15 @@ whose `holds_payloads` is False.)
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
 write lock is held, so the rows of one write take consecutive rowids).
+
+A write goes only to the log file that was opened: its (device, inode) is pinned at open and
+looked at before each write transaction (one stat), so a log deleted or replaced under an
+open ledger refuses writes with LogReplaced instead of writing into a file nobody will see.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -22,10 +27,24 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_rows
+from auditledger.domain.errors import LogReplaced
 
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     holds_payloads = True  # the payload table lives in this file
+    log_file: str | None = None
+    pinned: tuple[int, int] | None = None
+
+    def create_table(self) -> None:
+        """Create the tables (the application does, when it is built), then pin the file."""
+        super().create_table()
+        pool = self.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            self.log_file, self.pinned = pool.db_name, _identity(pool.db_name)
+
+    def check_log_file(self) -> None:
+        if self.log_file is not None and _identity(self.log_file) != self.pinned:
+            raise LogReplaced(self.log_file)
 
     def insert_events(
         self,
@@ -36,6 +55,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if payloads and not self.holds_payloads:
             raise ValueError("this store keeps its payloads in another file")
+        self.check_log_file()
         with self.datastore.transaction(commit=True) as c:
             if payloads:
                 c.executemany(SQLITE_UPSERT, sqlite_payload_rows(payloads))
@@ -67,3 +87,11 @@ class SeparatePayloadsSQLiteRecorder(LedgerSQLiteRecorder):
     """A directory of the earlier layout: its payloads are in payloads.sqlite3."""
 
     holds_payloads = False
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)

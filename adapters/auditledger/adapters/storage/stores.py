@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -13,7 +15,7 @@ from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.payloads import MemoryPayloadStore, PayloadStore, SqlPayloadStore
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import PAYLOAD_TABLES, metadata
-from auditledger.domain.errors import StoreError
+from auditledger.domain.errors import LogMissing, StoreError
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Stores:
                 settings.directory.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreError(f"store {url!r}: cannot create the directory: {error}") from None
+            _refuse_history_without_log(settings)
         application = _open_application(settings)
         try:
             payloads = _open_payloads(settings)
@@ -58,6 +61,24 @@ class Stores:
         self.payloads.close()
         if self._landscape_engine is not None:
             self._landscape_engine.dispose()
+
+
+def _refuse_history_without_log(settings: StoreSettings) -> None:
+    """A directory whose landscape has applied events has a log: never start an empty one."""
+    if settings.sqlite_file("events").exists():
+        return
+    landscape = settings.sqlite_file("landscape")
+    if not landscape.is_file():
+        return
+    try:
+        with closing(sqlite3.connect(f"{landscape.as_uri()}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT max(position) FROM projection_positions").fetchone()
+    except sqlite3.Error:
+        return  # no position table (or not a database): nothing shows history
+    if row is not None and (row[0] or 0) > 0:
+        raise LogMissing(
+            str(settings.directory), f"landscape.sqlite3 has applied events up to {row[0]}"
+        )
 
 
 def _open_application(settings: StoreSettings) -> LedgerApplication:
