@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,3 +239,31 @@ def test_a_landscape_rebuild_in_the_same_database_leaves_the_chain_alone(
         ledger.rebuild()
     report = _verify(postgres_url, [checkpoint])
     assert report.ok and report.sealed_position == checkpoint.position
+
+
+@pytest.mark.parametrize(
+    ("alteration", "kind", "words"),
+    [
+        ("UPDATE payloads SET data = :bytes WHERE hash = :h", "payload-tampered", "hash to {}"),
+        ("DELETE FROM payloads WHERE hash = :h", "payload-missing", "has no row"),
+        (
+            "UPDATE payloads SET data = NULL WHERE hash = :h",
+            "payload-missing",
+            "lost its bytes without a purge",
+        ),
+    ],
+)
+def test_a_payload_finding_says_whether_its_bytes_were_altered_lost_or_never_there(
+    url: str, alteration: str, kind: str, words: str
+) -> None:
+    _seal(url)
+    raw = RawStore(url)
+    digest = raw.payload_digests()[0]
+    position = min(p for p, state in raw.states() if digest.encode() in state)
+    with raw.payloads.begin() as conn:
+        conn.execute(text(alteration), {"h": digest, "bytes": b"altered"})
+    raw.close()
+    finding = _verify(url).finding
+    assert (finding.position, finding.kind) == (position, kind)
+    assert digest in finding.detail
+    assert words.format(hashlib.sha256(b"altered").hexdigest()) in finding.detail

@@ -17,7 +17,7 @@ from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState,
 
 from .schema import Landscape, chunked
 
-# digest -> "present" | "purged" | "missing" for each payload ref asked, in one go
+# digest -> its PayloadStatus (present, purged or missing) for each payload ref asked, in one go
 # (PayloadStore.statuses). The views below take their columns straight from the landscape
 # rows (pydantic ignores the columns a view does not show).
 Availability = Callable[[Iterable[str]], Mapping[str, str]]

@@ -7,7 +7,6 @@ diff builds a fresh landscape up to the live position in a shadow and compares e
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -16,6 +15,7 @@ from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, se
 
 from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
 from auditledger.domain.lifecycle import OPEN
+from auditledger.domain.payload_status import PayloadStatus, check
 from auditledger.domain.run import RUN_COMPLETED
 
 from .rebuild import build, shadow
@@ -174,10 +174,12 @@ _REFS_AT_ONCE = 500
 
 
 def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
-    if data is None:
-        return None if purged else "the payload is missing"
-    actual = hashlib.sha256(data).hexdigest()
-    return None if actual == ref else f"the stored bytes hash to {actual}"
+    found = check(ref, data, purged)
+    if found.status is PayloadStatus.MISSING:
+        return "the payload is missing"
+    if found.status is PayloadStatus.CORRUPT:
+        return f"the stored bytes hash to {found.actual}"
+    return None
 
 
 def position(conn: Connection, land: Landscape, last: int) -> Check:

@@ -7,13 +7,11 @@ payload says so. Every read re-checks the hash.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Literal
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,9 +20,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.tables import payloads
 from auditledger.domain.errors import PayloadCorrupt, PayloadMissing, StoreError
+from auditledger.domain.payload_status import PayloadStatus as PayloadStatus
+from auditledger.domain.payload_status import check, without_bytes
 from auditledger.projections.schema import chunked
-
-PayloadStatus = Literal["present", "purged", "missing"]
 
 
 class PayloadStore(ABC):
@@ -49,9 +47,7 @@ class PayloadStore(ABC):
 
     def status(self, digest: str) -> PayloadStatus:
         data, purged = self._read(digest)
-        if data is not None:
-            return "present"
-        return "purged" if purged else "missing"
+        return without_bytes(data is not None, purged)
 
     def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
         """(bytes, purged) of each digest, as _read gives them; stores override it with one
@@ -69,11 +65,11 @@ class PayloadStore(ABC):
 
 def _checked(digest: str, data: bytes | None, purged: bool) -> bytes:
     """The bytes, re-hashed against their digest; a typed error when absent or altered."""
+    found = check(digest, data, purged)
     if data is None:
-        raise PayloadMissing(digest, purged=purged)
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != digest:
-        raise PayloadCorrupt(digest, actual)
+        raise PayloadMissing(digest, purged=found.status is PayloadStatus.PURGED)
+    if found.actual is not None:
+        raise PayloadCorrupt(digest, found.actual)
     return data
 
 
@@ -206,10 +202,8 @@ class SqlPayloadStore(PayloadStore):
                     )
                 )
                 for r in rows:
-                    found[r.hash] = (
-                        "present" if r.present else "purged" if r.purged_at else "missing"
-                    )
-            found.update((digest, "missing") for digest in chunk if digest not in found)
+                    found[r.hash] = without_bytes(bool(r.present), r.purged_at is not None)
+            found.update((digest, PayloadStatus.MISSING) for digest in chunk if digest not in found)
         return found
 
     def purge(self, digests: Iterable[str]) -> int:

@@ -23,7 +23,6 @@ it verified and joined), so a finding is always the one the single walk gives, w
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 from bisect import bisect_right
@@ -41,6 +40,7 @@ from auditledger.adapters.tamper.chain_format import (
     payload_digests,
 )
 from auditledger.adapters.tamper.raw_log import ChainEntry, LogSource, StoredEvent, no_cyclic_gc
+from auditledger.domain.payload_status import SOUND, PayloadCheck, PayloadStatus, check
 
 SignatureCheck = Callable[[Checkpoint], bool]
 
@@ -84,7 +84,7 @@ class _Walk:
     def run(self, batch: int, until: int | None) -> None:
         entries = _Peekable(self.source.chain_entries(self.prev_position, batch))
         for events, wanted, rows in self._read_batches(batch, until):
-            statuses = self._payload_statuses(wanted, rows)
+            statuses = _payload_checks(wanted, rows)
             start = self._fast(events, wanted, statuses, entries)
             seen: set[str] = set()
             rest = events[start:]
@@ -102,7 +102,7 @@ class _Walk:
                 else:
                     raise _Broken(self._unsealed_event(event, entry))
                 if digests:
-                    self._check_payloads(event, digests, statuses, seen)
+                    self._check_payloads(event, digests, statuses, rows, seen)
                 self._check_checkpoints(event.position)
         entry = entries.peek()
         if entry is not None and (until is None or entry.position <= until):
@@ -113,7 +113,7 @@ class _Walk:
         self,
         events: list[StoredEvent],
         wanted: list[str],
-        statuses: dict[str, str],
+        statuses: dict[str, PayloadCheck],
         entries: _Peekable,
     ) -> int:
         """The common case in one tight loop: every event sealed, in place, payloads sound.
@@ -123,7 +123,7 @@ class _Walk:
         last = events[-1].position
         if self.checkpoints and self.checkpoints[0].position <= last:
             return 0
-        if any(status != "ok" and status != "purged" for status in statuses.values()):
+        if any(found.status not in SOUND for found in statuses.values()):
             return 0
         sealed = entries.take_through(last)
         if len(sealed) != len(events):
@@ -152,7 +152,9 @@ class _Walk:
                 else set(digests_in(event.state for event in events[:accepted]))
             )
             self.payloads_checked += len(accepted_digests)
-            self.payloads_purged += sum(statuses[d] == "purged" for d in accepted_digests)
+            self.payloads_purged += sum(
+                statuses[d].status is PayloadStatus.PURGED for d in accepted_digests
+            )
         return accepted
 
     def _extend(self, event: StoredEvent, entry: ChainEntry | None) -> None:
@@ -174,37 +176,28 @@ class _Walk:
             wanted = list(dict.fromkeys(digests_in(event.state for event in events)))
             yield events, wanted, self.source.payload_rows(wanted)
 
-    def _payload_statuses(self, wanted: list[str], rows: _Rows) -> dict[str, str]:
-        statuses = {}
-        for digest in wanted:
-            data, purged = rows.get(digest, (None, False))
-            if data is not None:
-                actual = hashlib.sha256(data).hexdigest()
-                statuses[digest] = "ok" if actual == digest else f"tampered:{actual}"
-            elif purged:
-                statuses[digest] = "purged"
-            else:
-                statuses[digest] = "gone" if digest in rows else "missing"
-        return statuses
-
     def _check_payloads(
-        self, event: StoredEvent, digests: set[str], statuses: dict[str, str], seen: set[str]
+        self,
+        event: StoredEvent,
+        digests: set[str],
+        statuses: dict[str, PayloadCheck],
+        rows: _Rows,
+        seen: set[str],
     ) -> None:
         for digest in sorted(digests):
             if digest in seen:
                 continue
-            status = statuses[digest]
-            if status.startswith("tampered:"):
+            status, actual = statuses[digest]
+            if status is PayloadStatus.CORRUPT:
                 raise _Broken(
                     Finding(
                         event.position,
                         "payload-tampered",
-                        f"payload {digest} named by this event: its bytes hash to "
-                        f"{status.split(':', 1)[1]}",
+                        f"payload {digest} named by this event: its bytes hash to {actual}",
                     )
                 )
-            if status in ("missing", "gone"):
-                how = "has no row" if status == "missing" else "lost its bytes without a purge"
+            if status is PayloadStatus.MISSING:
+                how = "lost its bytes without a purge" if digest in rows else "has no row"
                 raise _Broken(
                     Finding(
                         event.position,
@@ -213,7 +206,7 @@ class _Walk:
                     )
                 )
             self.payloads_checked += 1
-            if status == "purged":
+            if status is PayloadStatus.PURGED:
                 self.payloads_purged += 1
             seen.add(digest)
 
@@ -511,6 +504,13 @@ def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) 
 
 
 _Rows = dict[str, tuple[bytes | None, bool]]
+
+
+def _payload_checks(wanted: list[str], rows: _Rows) -> dict[str, PayloadCheck]:
+    """Each digest's payload classified; a digest without a row is missing."""
+    return {digest: check(digest, *rows.get(digest, (None, False))) for digest in wanted}
+
+
 _Batch = tuple[list[StoredEvent], list[str], _Rows]
 
 
