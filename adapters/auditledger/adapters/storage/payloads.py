@@ -10,16 +10,16 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.errors import store_errors
 from auditledger.adapters.storage.tables import payloads
-from auditledger.domain.errors import PayloadCorrupt, PayloadMissing, StoreError
+from auditledger.domain.errors import PayloadCorrupt, PayloadMissing
 from auditledger.domain.payload_status import PayloadStatus as PayloadStatus
 from auditledger.domain.payload_status import check, without_bytes
 from auditledger.projections.schema import chunked
@@ -101,17 +101,6 @@ class MemoryPayloadStore(PayloadStore):
         return count
 
 
-@contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except SQLAlchemyError as error:
-        raise StoreError(
-            f"{doing} in the payload store: {error.__class__.__name__}: "
-            f"{getattr(error, 'orig', None) or error}"
-        ) from None
-
-
 SQLITE_UPSERT = (
     "INSERT INTO payloads (hash, data, size, created_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (hash) DO UPDATE SET data = excluded.data, purged_at = NULL "
@@ -147,11 +136,14 @@ class SqlPayloadStore(PayloadStore):
         )
         self._sqlite = engine.dialect.name == "sqlite"
 
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return store_errors(f"{doing} in the payload store", self.engine.url)
+
     def put_many(self, items: Iterable[Payload]) -> None:
         unique = {item.digest: item for item in items}
         if not unique:
             return
-        with _translated("writing payloads"), self.engine.begin() as conn:
+        with self._errors("writing payloads"), self.engine.begin() as conn:
             if self._sqlite:  # the driver directly: no per-row processing
                 conn.exec_driver_sql(SQLITE_UPSERT, sqlite_payload_rows(unique.values()))
                 return
@@ -163,7 +155,7 @@ class SqlPayloadStore(PayloadStore):
             conn.execute(self._upsert, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
-        with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
+        with self._errors(f"reading payload {digest}"), self.engine.connect() as conn:
             row = conn.execute(
                 select(payloads.c.data, payloads.c.purged_at).where(payloads.c.hash == digest)
             ).first()
@@ -178,7 +170,7 @@ class SqlPayloadStore(PayloadStore):
     def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
         found: dict[str, tuple[bytes | None, bool]] = {}
         for chunk in _chunks(digests):
-            with _translated("reading payloads"), self.engine.connect() as conn:
+            with self._errors("reading payloads"), self.engine.connect() as conn:
                 rows = conn.execute(
                     select(payloads.c.hash, payloads.c.data, payloads.c.purged_at).where(
                         payloads.c.hash.in_(chunk)
@@ -195,7 +187,7 @@ class SqlPayloadStore(PayloadStore):
         found: dict[str, PayloadStatus] = {}
         present = payloads.c.data.is_not(None).label("present")
         for chunk in _chunks(digests):
-            with _translated("reading payloads"), self.engine.connect() as conn:
+            with self._errors("reading payloads"), self.engine.connect() as conn:
                 rows = conn.execute(
                     select(payloads.c.hash, present, payloads.c.purged_at).where(
                         payloads.c.hash.in_(chunk)
@@ -210,7 +202,7 @@ class SqlPayloadStore(PayloadStore):
         keys = list(digests)
         if not keys:
             return 0
-        with _translated("purging payloads"), self.engine.begin() as conn:
+        with self._errors("purging payloads"), self.engine.begin() as conn:
             result = conn.execute(
                 update(payloads)
                 .where(payloads.c.hash.in_(keys), payloads.c.data.is_not(None))

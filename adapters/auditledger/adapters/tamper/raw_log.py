@@ -18,15 +18,16 @@ from __future__ import annotations
 import gc
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, inspect, select, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from auditledger.adapters.storage.engines import build_engine
+from auditledger.adapters.storage.errors import first_line, shown, store_errors
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import payloads
 from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
@@ -103,8 +104,8 @@ class LogSource:
 
     # reading
 
-    def _guard(self, what: str) -> Any:
-        return _Guard(self.url, what)
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        return store_errors(f"{what} in the store", self.url)
 
     def has_table(self, engine: Engine, name: str) -> bool:
         key = (id(engine), name)
@@ -198,8 +199,6 @@ class LogSource:
             try:
                 cursor.execute(statement, params)
                 return list(cursor.fetchall())
-            except Exception as error:
-                raise StoreError(f"store {self.url!r}: {what}: {error}") from None
             finally:
                 cursor.close()
 
@@ -251,11 +250,15 @@ class LogSource:
                 head = self._seal_batch(horizon, batch)
             except DBAPIError as error:
                 if not _is_conflict(error):
-                    raise StoreError(f"store {self.url!r}: sealing failed: {error}") from None
+                    raise StoreError(
+                        f"sealing the store at {shown(self.url)}: {first_line(error.orig or error)}"
+                    ) from None
                 continue
             if head is not None:
                 return head
-        raise StoreError(f"store {self.url!r}: sealing kept conflicting with other sealers")
+        raise StoreError(
+            f"sealing the store at {shown(self.url)}: kept conflicting with other sealers"
+        )
 
     def _safe_horizon(self) -> int:
         column, table = self.position_column, self.events_table
@@ -338,17 +341,3 @@ def _head(conn: Connection) -> Head:
 def _is_conflict(error: DBAPIError) -> bool:
     message = str(error.orig).lower()
     return any(word in message for word in ("locked", "busy", "unique", "duplicate", "serializ"))
-
-
-class _Guard:
-    """Turns a database failure into one StoreError line naming the store and the step."""
-
-    def __init__(self, url: str, what: str) -> None:
-        self.url, self.what = url, what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, _tb: object) -> None:
-        if isinstance(error, SQLAlchemyError):
-            raise StoreError(f"store {self.url!r}: {self.what}: {error}") from None
