@@ -43,22 +43,24 @@ class UnknownToken(UnknownAggregate):
 
 
 class InvalidTransition(LedgerError):
-    def __init__(self, aggregate_id: object, kind: str, status: str, target: str) -> None:
+    """A move the aggregate's lifecycle table does not hold; `allowed` is that table in words
+    (lifecycle.Lifecycle renders it; looked up by kind when not given)."""
+
+    def __init__(
+        self, aggregate_id: object, kind: str, status: str, target: str, allowed: str | None = None
+    ) -> None:
         self.id = str(aggregate_id)
         self.status = status
         self.target = target
+        if allowed is None:
+            from .lifecycle import LIFECYCLES
+
+            known = LIFECYCLES.get(kind)
+            allowed = "?" if known is None else known.describe()
+        self.allowed = allowed
         super().__init__(
-            f"{kind} {self.id} is {status}: it cannot become {target} "
-            f"(allowed: {_ALLOWED.get(kind, '?')})"
+            f"{kind} {self.id} is {status}: it cannot become {target} (allowed: {allowed})"
         )
-
-
-_ALLOWED = {
-    "node state": "open -> pending, open/pending -> completed/failed; terminal is final",
-    "operation": "open -> pending, open/pending -> completed/failed; terminal is final",
-    "batch": "draft -> executing -> completed/failed, draft -> failed; terminal is final",
-    "run": "running -> completed/failed/interrupted; failed/interrupted -> running (resume)",
-}
 
 
 class ParentClosed(LedgerError):

@@ -17,12 +17,17 @@ from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
-from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, DRAFT, EXECUTING, Batch
+from auditledger.domain.batch import Batch
 from auditledger.domain.call_parent import CallRecordedEvent, CompletedEvent, FailedEvent
-from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, PENDING
+from auditledger.domain.lifecycle import BatchStatus, RunStatus, Status
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.operation import Operation
-from auditledger.domain.run import RUNNING, Run
+from auditledger.domain.run import Run
+
+# The statuses as the plain words the rows hold (as the events themselves hold them).
+OPEN, PENDING, COMPLETED, FAILED = (s.value for s in Status)
+DRAFT, EXECUTING, BATCH_COMPLETED, BATCH_FAILED = (s.value for s in BatchStatus)
+RUNNING = RunStatus.RUNNING.value
 
 Row = dict[str, Any]
 Key = Any
