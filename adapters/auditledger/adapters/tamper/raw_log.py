@@ -39,7 +39,9 @@ _PAYLOAD_CHUNK = 5_000 if sqlite3.sqlite_version_info >= (3, 32) else 500
 fewer, larger queries make the verifier's payload reads about 10% cheaper."""
 
 
-class StoredEvent(NamedTuple):
+class RawEvent(NamedTuple):
+    """One event as stored in the log, read raw for the chain (not eventsourcing's StoredEvent)."""
+
     position: int
     topic: str
     originator: str
@@ -60,7 +62,9 @@ class Head:
 
 
 @dataclass
-class LogSource:
+class RawLog:
+    """The raw stored log, chain and payloads behind a store URL: read for verifying, sealed."""
+
     url: str
     events_engine: Engine
     payloads_engine: Engine
@@ -70,7 +74,7 @@ class LogSource:
     _present: set[tuple[int, str]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
-    def open(cls, url: str) -> LogSource:
+    def open(cls, url: str) -> RawLog:
         settings = StoreSettings.parse(url)
         if settings.kind == "memory":
             raise StoreError(
@@ -96,7 +100,7 @@ class LogSource:
         if self.payloads_engine is not self.events_engine:
             self.payloads_engine.dispose()
 
-    def __enter__(self) -> LogSource:
+    def __enter__(self) -> RawLog:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -119,7 +123,7 @@ class LogSource:
 
     def events(
         self, after: int = 0, until: int | None = None, batch: int = 10_000
-    ) -> Iterator[list[StoredEvent]]:
+    ) -> Iterator[list[RawEvent]]:
         """The stored events after a position, in log order, a batch at a time."""
         if not self.has_table(self.events_engine, self.events_table):
             return
@@ -136,7 +140,7 @@ class LogSource:
             if not rows:
                 return
             yield [
-                StoredEvent(
+                RawEvent(
                     position,
                     topic,
                     originator if type(originator) is str else originator_text(originator),
@@ -341,3 +345,7 @@ def _head(conn: Connection) -> Head:
 def _is_conflict(error: DBAPIError) -> bool:
     message = str(error.orig).lower()
     return any(word in message for word in ("locked", "busy", "unique", "duplicate", "serializ"))
+
+
+LogSource = RawLog
+"""The former name of RawLog, kept for importers (bench/chain.py, the CLI)."""

@@ -39,7 +39,7 @@ from auditledger.adapters.tamper.chain_format import (
     link,
     payload_digests,
 )
-from auditledger.adapters.tamper.raw_log import ChainEntry, LogSource, StoredEvent, no_cyclic_gc
+from auditledger.adapters.tamper.raw_log import ChainEntry, RawEvent, RawLog, no_cyclic_gc
 from auditledger.domain.payload_status import SOUND, PayloadCheck, PayloadStatus, check
 
 SignatureCheck = Callable[[Checkpoint], bool]
@@ -55,7 +55,7 @@ class _Broken(Exception):
 
 @dataclass
 class _Walk:
-    source: LogSource
+    source: RawLog
     checkpoints: list[Checkpoint]
     prev_hash: bytes
     prev_position: int
@@ -111,7 +111,7 @@ class _Walk:
 
     def _fast(
         self,
-        events: list[StoredEvent],
+        events: list[RawEvent],
         wanted: list[str],
         statuses: dict[str, PayloadCheck],
         entries: _Peekable,
@@ -157,7 +157,7 @@ class _Walk:
             )
         return accepted
 
-    def _extend(self, event: StoredEvent, entry: ChainEntry | None) -> None:
+    def _extend(self, event: RawEvent, entry: ChainEntry | None) -> None:
         computed = _link(self.prev_hash, event)
         if entry is not None:
             if entry.prev_position != self.prev_position:
@@ -178,7 +178,7 @@ class _Walk:
 
     def _check_payloads(
         self,
-        event: StoredEvent,
+        event: RawEvent,
         digests: set[str],
         statuses: dict[str, PayloadCheck],
         rows: _Rows,
@@ -271,7 +271,7 @@ class _Walk:
             f"{self.prev_position}",
         )
 
-    def _unsealed_event(self, event: StoredEvent, entry: ChainEntry) -> Finding:
+    def _unsealed_event(self, event: RawEvent, entry: ChainEntry) -> Finding:
         if entry.prev_position == event.position:
             return Finding(
                 event.position,
@@ -285,7 +285,7 @@ class _Walk:
             f"{entry.prev_position} to {entry.position})",
         )
 
-    def _mismatch(self, event: StoredEvent, entry: ChainEntry, computed: bytes) -> Finding:
+    def _mismatch(self, event: RawEvent, entry: ChainEntry, computed: bytes) -> Finding:
         position = event.position
         expected = entry.chain_hash
         later = _flatten(self.source.events(position))
@@ -325,7 +325,7 @@ class _Walk:
             f"its stored bytes give chain hash {computed.hex()}, sealed {expected}",
         )
 
-    def _belongs_nowhere(self, event: StoredEvent, moved_to: int) -> bool:
+    def _belongs_nowhere(self, event: RawEvent, moved_to: int) -> bool:
         entry = self.source.chain_entry_at(moved_to)
         if entry is None:
             return True
@@ -335,7 +335,7 @@ class _Walk:
 
 
 def verify_chain(
-    source: LogSource,
+    source: RawLog,
     checkpoints: Iterable[Checkpoint] = (),
     *,
     trusted: Checkpoint | None = None,
@@ -382,7 +382,7 @@ def verify_chain(
 
 
 def _plan(
-    source: LogSource,
+    source: RawLog,
     walk: _Walk,
     until: int | None,
     batch: int,
@@ -420,7 +420,7 @@ _Task = tuple[str, str, int, list[Checkpoint], int | None, int]
 
 
 def _walk_segments(
-    source: LogSource,
+    source: RawLog,
     walk: _Walk,
     later_starts: list[tuple[int, str]],
     until: int | None,
@@ -479,11 +479,11 @@ def _walk_segments(
 
 def _walk_segment(task: _Task) -> ChainReport:
     """In a worker process: open the store afresh and walk one segment."""
-    with LogSource.open(task[0]) as source, no_cyclic_gc():
+    with RawLog.open(task[0]) as source, no_cyclic_gc():
         return _walk_segment_of(source, task)
 
 
-def _walk_segment_of(source: LogSource, task: _Task) -> ChainReport:
+def _walk_segment_of(source: RawLog, task: _Task) -> ChainReport:
     _, chain_hash, position, checkpoints, until, batch = task
     walk = _Walk(source, list(checkpoints), bytes.fromhex(chain_hash), position)
     walk.sealed_position = position
@@ -494,11 +494,11 @@ def _walk_segment_of(source: LogSource, task: _Task) -> ChainReport:
     return walk.report(None)
 
 
-def _link(prev: bytes, event: StoredEvent) -> bytes:
+def _link(prev: bytes, event: RawEvent) -> bytes:
     return link(prev, event.position, event.topic, event.originator, event.version, event.state)
 
 
-def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
+def _flatten(batches: Iterable[list[RawEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
     for batch in batches:
         yield from batch
 
@@ -511,7 +511,7 @@ def _payload_checks(wanted: list[str], rows: _Rows) -> dict[str, PayloadCheck]:
     return {digest: check(digest, *rows.get(digest, (None, False))) for digest in wanted}
 
 
-_Batch = tuple[list[StoredEvent], list[str], _Rows]
+_Batch = tuple[list[RawEvent], list[str], _Rows]
 
 
 class _Peekable:
@@ -558,6 +558,6 @@ def _position(entry: ChainEntry) -> int:
     return entry.position
 
 
-def _chain(*parts: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+def _chain(*parts: Iterable[RawEvent]) -> Iterator[RawEvent]:
     for part in parts:
         yield from part
