@@ -18,6 +18,7 @@ from auditledger.domain.lifecycle import OPEN
 from auditledger.domain.payload_status import PayloadStatus, check
 from auditledger.domain.run import RUN_COMPLETED
 
+from . import tables
 from .rebuild import build, shadow
 from .runner import EventSource, read_position
 from .schema import Landscape
@@ -68,7 +69,7 @@ def _count(conn: Connection, table: Any) -> int:
 
 
 def call_parents(conn: Connection, land: Landscape) -> Check:
-    calls, states, ops = land["calls"], land["node_states"], land["operations"]
+    calls, states, ops = land[tables.calls], land[tables.node_states], land[tables.operations]
     orphan = select(calls.c.call_id).where(
         or_(
             and_(
@@ -89,7 +90,7 @@ def call_parents(conn: Connection, land: Landscape) -> Check:
 
 
 def dense_call_index(conn: Connection, land: Landscape) -> Check:
-    calls = land["calls"]
+    calls = land[tables.calls]
     parent = func.coalesce(calls.c.state_id, calls.c.operation_id)
     per_parent = (
         select(
@@ -113,7 +114,7 @@ def dense_call_index(conn: Connection, land: Landscape) -> Check:
 
 
 def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
-    states, runs = land["node_states"], land["runs"]
+    states, runs = land[tables.node_states], land[tables.runs]
     joined = states.join(runs, states.c.run_id == runs.c.run_id)
     in_completed = runs.c.status == RUN_COMPLETED
     checked = int(conn.scalar(select(func.count()).select_from(joined).where(in_completed)) or 0)
@@ -127,7 +128,7 @@ def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
 
 
 def batches_linked(conn: Connection, land: Landscape) -> Check:
-    batches, states = land["batches"], land["node_states"]
+    batches, states = land[tables.batches], land[tables.node_states]
     ran = batches.c.status.in_((EXECUTING, BATCH_COMPLETED, BATCH_FAILED))
     has_state = (
         select(states.c.state_id)
@@ -149,7 +150,7 @@ def batches_linked(conn: Connection, land: Landscape) -> Check:
 
 
 def payload_refs(conn: Connection, land: Landscape, payloads: PayloadReader) -> Check:
-    calls = land["calls"]
+    calls = land[tables.calls]
     refs = union_all(
         select(calls.c.call_id, literal("request").label("part"), calls.c.request_ref.label("ref")),
         select(
