@@ -55,3 +55,12 @@ def test_a_url_sqlalchemy_cannot_use_is_named_as_a_url() -> None:
 def test_errors_that_are_not_the_databases_pass_through_unchanged() -> None:
     with pytest.raises(KeyError), store_errors("landscape", URL):
         raise KeyError("ours")
+
+
+def test_the_translator_does_not_load_psycopg_itself() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, auditledger.adapters.storage.errors; print('psycopg' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.stdout.strip() == "False", shown.stderr

@@ -9,16 +9,23 @@ through `store_errors`, so a caller catches one type, sees one line, and never a
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from auditledger.domain.errors import StoreError
 
-DRIVER_ERRORS = (SQLAlchemyError, sqlite3.Error, psycopg.Error)
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """SQLAlchemy's, sqlite3's and, once something has loaded it, psycopg's errors (psycopg is
+    not imported here: a SQLite-only process never pays for loading it)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (SQLAlchemyError, sqlite3.Error)
+    return (SQLAlchemyError, sqlite3.Error, psycopg.Error)
 
 
 @contextmanager
@@ -28,7 +35,9 @@ def store_errors(what: str, url: str | URL) -> Iterator[None]:
         yield
     except (ArgumentError, NoSuchModuleError) as error:
         raise StoreError(f"{what} URL {shown(url)!r}: {first_line(error)}") from None
-    except DRIVER_ERRORS as error:
+    except Exception as error:
+        if not isinstance(error, driver_errors()):
+            raise
         reason = getattr(error, "orig", None) or error
         raise StoreError(f"{what} at {shown(url)}: {first_line(reason)}") from None
 
