@@ -1,7 +1,7 @@
 """Value rules shared by the aggregates: digests, names, counters, durations.
 
-The domain never computes a digest from bytes (that is I/O's side); it only insists that
-what it is given has the shape of one, so no event can carry a malformed hash.
+Commands never compute a digest from bytes (that is I/O's side); they only insist that
+what they are given has the shape of one, so no event can carry a malformed hash.
 """
 
 from __future__ import annotations
