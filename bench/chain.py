@@ -38,7 +38,7 @@ from auditledger.adapters.storage.engines import build_engine
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.sqlite_recorder import LedgerSQLiteRecorder
 from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
-from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.tables import CHAIN_TABLES, metadata
 from auditledger.adapters.tamper.verifier import verify_chain
 
@@ -154,7 +154,7 @@ def record(directory: Path, tokens: int, mode: str) -> tuple[float, float, int, 
             started = time.perf_counter()
             facts = workload(ledger, tokens, mode)
             written = time.perf_counter() - started
-        with LogSource.open(url) as source:
+        with RawLog.open(url) as source:
             events = sum(len(batch) for batch in source.events())
             while mode == "sealed" and source.sealed_head().position < events:
                 time.sleep(0.01)
@@ -218,7 +218,7 @@ def verify_rate(root: Path, tokens: int, repeat: int) -> None:
     url = f"sqlite:///{directory}"
     with Ledger.open(url) as ledger:
         workload(ledger, tokens, "verify")
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         started = time.perf_counter()
         head = source.seal()
         sealing = time.perf_counter() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from auditledger.adapters import Ledger
 from auditledger.adapters.tamper import verifier as chain_verify
 from auditledger.adapters.tamper.chain_format import GENESIS, Checkpoint, link
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
-from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.signing import Key, checkpoint_of
 from auditledger.adapters.tamper.verifier import verify_chain
 from auditledger.domain.errors import InvalidArgument, StoreError
@@ -33,12 +34,12 @@ def url(tmp_path: Path) -> str:
 
 
 def _seal(url: str) -> Checkpoint:
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         return checkpoint_of(source.seal())
 
 
 def _verify(url: str, checkpoints: list[Checkpoint] = [], **options):  # type: ignore[no-untyped-def]  # noqa: B006
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         return verify_chain(source, checkpoints, **options)
 
 
@@ -127,7 +128,7 @@ def test_two_checkpoints_prove_the_log_only_grew_between_them(url: str) -> None:
 
 
 def test_a_checkpoint_signed_with_another_key_fails_verification(url: str) -> None:
-    checkpoint = checkpoint_of(LogSource.open(url).seal(), Key("hmac-sha256", secret=b"ours"))
+    checkpoint = checkpoint_of(RawLog.open(url).seal(), Key("hmac-sha256", secret=b"ours"))
     assert _verify(url, [checkpoint], signature_check=Key("hmac-sha256", secret=b"ours").check).ok
     finding = _verify(
         url, [checkpoint], signature_check=Key("hmac-sha256", secret=b"theirs").check
@@ -137,7 +138,7 @@ def test_a_checkpoint_signed_with_another_key_fails_verification(url: str) -> No
 
 def test_purge_deletes_old_payload_bytes_and_verify_reports_them_purged(url: str) -> None:
     checkpoint = _seal(url)
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         nothing = purge_payloads(source, timedelta(days=30))
         result = purge_payloads(source, timedelta(0), now=datetime.now(UTC) + timedelta(1))
     assert nothing.purged == 0
@@ -158,7 +159,7 @@ def test_purging_one_run_keeps_bytes_another_run_still_names(tmp_path: Path) -> 
         )
         input_hash = ledger.load(NodeState, state).input_hash
         config_hash = ledger.load(Run, first).config_hash
-    with LogSource.open(store) as source:
+    with RawLog.open(store) as source:
         purge_payloads(source, timedelta(0), run_id=first, now=datetime.now(UTC) + timedelta(1))
     with Ledger.open(store) as ledger:
         assert ledger.payloads.status(input_hash) == "purged"
@@ -171,7 +172,7 @@ def test_explain_shows_a_purged_payload_as_purged_with_its_hash(tmp_path: Path) 
         run = ledger.begin_run()
         state = ledger.open_state(run_id=run, token_id="t", node_id="n", step_index=0)
         ledger.record_call(state, call_type="llm", request={"q": 1}, response={"a": 1})
-    with LogSource.open(store) as source:
+    with RawLog.open(store) as source:
         purge_payloads(source, timedelta(0), now=datetime.now(UTC) + timedelta(1))
     with Ledger.open(store) as ledger:
         ledger.catch_up()
@@ -189,7 +190,7 @@ def test_an_age_is_a_number_and_a_unit() -> None:
 
 def test_tamper_evidence_refuses_an_in_memory_store() -> None:
     with pytest.raises(StoreError, match="memory://"):
-        LogSource.open("memory://")
+        RawLog.open("memory://")
 
 
 @pytest.mark.postgres
@@ -209,7 +210,7 @@ def test_sealing_waits_for_an_insert_still_in_flight_and_never_passes_its_gap(
         )  # a later id, committed first
         sealed: list[int] = []
         sealer = threading.Thread(
-            target=lambda: sealed.append(LogSource.open(postgres_url).seal().position)
+            target=lambda: sealed.append(RawLog.open(postgres_url).seal().position)
         )
         sealer.start()
         for _ in range(600):
@@ -238,3 +239,40 @@ def test_a_landscape_rebuild_in_the_same_database_leaves_the_chain_alone(
         ledger.rebuild()
     report = _verify(postgres_url, [checkpoint])
     assert report.ok and report.sealed_position == checkpoint.position
+
+
+@pytest.mark.parametrize(
+    ("alteration", "kind", "words"),
+    [
+        ("UPDATE payloads SET data = :bytes WHERE hash = :h", "payload-tampered", "hash to {}"),
+        ("DELETE FROM payloads WHERE hash = :h", "payload-missing", "has no row"),
+        (
+            "UPDATE payloads SET data = NULL WHERE hash = :h",
+            "payload-missing",
+            "lost its bytes without a purge",
+        ),
+    ],
+)
+def test_a_payload_finding_says_whether_its_bytes_were_altered_lost_or_never_there(
+    url: str, alteration: str, kind: str, words: str
+) -> None:
+    _seal(url)
+    raw = RawStore(url)
+    digest = raw.payload_digests()[0]
+    position = min(p for p, state in raw.states() if digest.encode() in state)
+    with raw.payloads.begin() as conn:
+        conn.execute(text(alteration), {"h": digest, "bytes": b"altered"})
+    raw.close()
+    finding = _verify(url).finding
+    assert (finding.position, finding.kind) == (position, kind)
+    assert digest in finding.detail
+    assert words.format(hashlib.sha256(b"altered").hexdigest()) in finding.detail
+
+
+def test_the_former_name_log_source_still_opens_the_raw_log(url: str) -> None:
+    from auditledger.adapters.tamper.raw_log import LogSource, RawEvent
+
+    assert LogSource is RawLog
+    with LogSource.open(url) as source:
+        first = next(iter(source.events()))[0]
+    assert isinstance(first, RawEvent) and first.position == 1

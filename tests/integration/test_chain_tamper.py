@@ -16,7 +16,7 @@ from chain_support import RawStore, Token, record_history
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.signing import checkpoint_of
 from auditledger.adapters.tamper.verifier import verify_chain
 
@@ -69,7 +69,7 @@ def fresh_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Call
 
 def _verify(url: str, checkpoints=(), batch: int = 10_000):  # type: ignore[no-untyped-def]
     """The single walk's report, after checking segments in worker processes give the same."""
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         single = verify_chain(source, checkpoints, batch=batch, workers=1)
         for workers in (2, 3):
             segmented = verify_chain(
@@ -86,7 +86,7 @@ def test_a_single_tampering_is_reported_at_its_position_with_what_is_wrong(
 ) -> None:
     url = fresh_store()
     record_history(url, history, seed)
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         head = source.seal()
     checkpoint = checkpoint_of(head)
     kind = data.draw(st.sampled_from(TAMPERINGS), label="tampering")
@@ -135,7 +135,7 @@ def test_an_untouched_log_always_verifies_and_an_unsealed_tail_is_only_counted(
 ) -> None:
     url = fresh_store()
     record_history(url, history, seed)
-    with LogSource.open(url) as source:
+    with RawLog.open(url) as source:
         head = source.seal()
     record_history(url, later, seed + 1, prefix="later")
     total = len(RawStore(url).positions())

@@ -11,14 +11,14 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from .errors import DuplicateMember, InvalidLink, InvalidTransition
-from .lifecycle import TERMINAL
+from .errors import DuplicateMember, InvalidLink
+from .lifecycle import BATCH, TERMINAL, BatchStatus
 from .values import require_count, require_inline, require_name
 
-DRAFT = "draft"
-EXECUTING = "executing"
-BATCH_COMPLETED = "completed"
-BATCH_FAILED = "failed"
+DRAFT = BatchStatus.DRAFT
+EXECUTING = BatchStatus.EXECUTING
+BATCH_COMPLETED = BatchStatus.COMPLETED
+BATCH_FAILED = BatchStatus.FAILED
 
 
 class Batch(Aggregate):
@@ -76,7 +76,7 @@ class Batch(Aggregate):
         if token_id in self.members:
             raise DuplicateMember(self.id, token_id, self.members[token_id])
         if self.status != DRAFT:
-            raise InvalidTransition(self.id, "batch", self.status, "a batch with a new member")
+            BATCH.refuse(self.id, self.status, "a batch with a new member")
         ordinal = require_count("ordinal", len(self.members))
         self._member_added(token_id=token_id, ordinal=ordinal)
         return ordinal
@@ -89,8 +89,7 @@ class Batch(Aggregate):
         """Link to the node state that executes this batch; the caller proves it exists."""
         if self.status == EXECUTING and self.state_id == state_id:
             return
-        if self.status != DRAFT:
-            raise InvalidTransition(self.id, "batch", self.status, EXECUTING)
+        BATCH.check(self.id, self.status, EXECUTING)
         if run_id != self.run_id:
             raise InvalidLink(
                 self.id,
@@ -114,8 +113,7 @@ class Batch(Aggregate):
         self.status = EXECUTING
 
     def complete(self) -> None:
-        if self.status != EXECUTING:
-            raise InvalidTransition(self.id, "batch", self.status, BATCH_COMPLETED)
+        BATCH.check(self.id, self.status, BATCH_COMPLETED)
         self._completed()
 
     @event(BatchCompleted)
@@ -124,8 +122,7 @@ class Batch(Aggregate):
 
     def fail(self, error_json: str) -> None:
         require_inline("error", error_json)
-        if self.status not in (DRAFT, EXECUTING):
-            raise InvalidTransition(self.id, "batch", self.status, BATCH_FAILED)
+        BATCH.check(self.id, self.status, BATCH_FAILED)
         self._failed(error_json=error_json)
 
     @event(BatchFailed)

@@ -19,7 +19,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from .errors import CallIdConflict, InvalidArgument, ParentClosed
-from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, check_transition
+from .lifecycle import COMPLETED, FAILED, OPEN, PENDING, TERMINAL, Lifecycle
 from .values import (
     optional_datetime,
     optional_digest,
@@ -121,21 +121,33 @@ class FailedEvent(Aggregate.Event):
         aggregate.error_json = self.error_json
 
 
+@dataclass(frozen=True)
+class ParentEvents:
+    """The event classes one kind of parent triggers (its own, with its own topics).
+
+    Set on the aggregate class after its class statement: eventsourcing's metaclass redefines
+    nested event classes, so only the finished class holds the ones to trigger.
+    """
+
+    recorded: type[CallRecordedEvent]
+    pending: type[PendingEvent]
+    completed: type[CompletedEvent]
+    failed: type[FailedEvent]
+
+
 class CallParent:
     """Base of the aggregates that own calls; subclasses name their own events and topics."""
 
     id: UUID
     kind: ClassVar[str] = "parent"
+    LIFECYCLE: ClassVar[Lifecycle]
+    EVENTS: ClassVar[ParentEvents]
     status: str
     call_count: int
     call_keys: dict[str, tuple[int, str]]
-    CALL_RECORDED_EVENT: ClassVar[str]
-    PENDING_EVENT: ClassVar[str]
-    COMPLETED_EVENT: ClassVar[str]
-    FAILED_EVENT: ClassVar[str]
 
-    def _trigger(self, name: str, **kwargs: Any) -> None:
-        self.trigger_event(getattr(type(self), name), **kwargs)  # type: ignore[attr-defined]
+    def _trigger(self, event_class: type[Aggregate.Event], **kwargs: Any) -> None:
+        self.trigger_event(event_class, **kwargs)  # type: ignore[attr-defined]
 
     def _start_calls(self) -> None:
         self.status = OPEN
@@ -168,7 +180,7 @@ class CallParent:
             raise ParentClosed(self.id, self.kind, self.status)
         index = require_count("call_index", self.call_count)
         self._trigger(
-            self.CALL_RECORDED_EVENT,
+            self.EVENTS.recorded,
             call_id=facts.call_id or generated_call_id(self.id, index),
             call_index=index,
             call_type=facts.call_type,
@@ -186,15 +198,15 @@ class CallParent:
 
     def mark_pending(self, reason: str | None = None) -> None:
         optional_inline("reason", reason)
-        check_transition(self.kind, self.id, self.status, PENDING)
-        self._trigger(self.PENDING_EVENT, reason=reason)
+        self.LIFECYCLE.check(self.id, self.status, PENDING)
+        self._trigger(self.EVENTS.pending, reason=reason)
 
     def complete(self, output_hash: str | None) -> None:
         optional_digest("output_hash", output_hash)
-        check_transition(self.kind, self.id, self.status, COMPLETED)
-        self._trigger(self.COMPLETED_EVENT, output_hash=output_hash)
+        self.LIFECYCLE.check(self.id, self.status, COMPLETED)
+        self._trigger(self.EVENTS.completed, output_hash=output_hash)
 
     def fail(self, error_json: str) -> None:
         require_inline("error", error_json)
-        check_transition(self.kind, self.id, self.status, FAILED)
-        self._trigger(self.FAILED_EVENT, error_json=error_json)
+        self.LIFECYCLE.check(self.id, self.status, FAILED)
+        self._trigger(self.EVENTS.failed, error_json=error_json)

@@ -43,22 +43,19 @@ class UnknownToken(UnknownAggregate):
 
 
 class InvalidTransition(LedgerError):
-    def __init__(self, aggregate_id: object, kind: str, status: str, target: str) -> None:
+    """A move the aggregate's lifecycle table does not hold; `allowed` is that table in words
+    (lifecycle.Lifecycle renders it and raises this error)."""
+
+    def __init__(
+        self, aggregate_id: object, kind: str, status: str, target: str, allowed: str
+    ) -> None:
         self.id = str(aggregate_id)
         self.status = status
         self.target = target
+        self.allowed = allowed
         super().__init__(
-            f"{kind} {self.id} is {status}: it cannot become {target} "
-            f"(allowed: {_ALLOWED.get(kind, '?')})"
+            f"{kind} {self.id} is {status}: it cannot become {target} (allowed: {allowed})"
         )
-
-
-_ALLOWED = {
-    "node state": "open -> pending, open/pending -> completed/failed; terminal is final",
-    "operation": "open -> pending, open/pending -> completed/failed; terminal is final",
-    "batch": "draft -> executing -> completed/failed, draft -> failed; terminal is final",
-    "run": "running -> completed/failed/interrupted; failed/interrupted -> running (resume)",
-}
 
 
 class ParentClosed(LedgerError):

@@ -15,8 +15,10 @@ from .call_parent import (
     CallRecordedEvent,
     CompletedEvent,
     FailedEvent,
+    ParentEvents,
     PendingEvent,
 )
+from .lifecycle import NODE_STATE
 from .values import optional_digest, require_count, require_name
 
 STATE_NAMESPACE = uuid5(NAMESPACE_URL, "auditledger:node-state")
@@ -57,10 +59,7 @@ class NodeState(CallParent, Aggregate):
     class StateFailed(FailedEvent):
         TOPIC = "auditledger:NodeState.StateFailed:v1"
 
-    CALL_RECORDED_EVENT = "CallRecorded"
-    PENDING_EVENT = "StatePending"
-    COMPLETED_EVENT = "StateCompleted"
-    FAILED_EVENT = "StateFailed"
+    LIFECYCLE = NODE_STATE
 
     @classmethod
     def open(
@@ -106,3 +105,11 @@ class NodeState(CallParent, Aggregate):
         self.attempt = attempt
         self.input_hash = input_hash
         self._start_calls()
+
+
+NodeState.EVENTS = ParentEvents(
+    recorded=NodeState.CallRecorded,
+    pending=NodeState.StatePending,
+    completed=NodeState.StateCompleted,
+    failed=NodeState.StateFailed,
+)

@@ -11,8 +11,10 @@ from .call_parent import (
     CallRecordedEvent,
     CompletedEvent,
     FailedEvent,
+    ParentEvents,
     PendingEvent,
 )
+from .lifecycle import OPERATION
 from .values import optional_digest, require_name
 
 
@@ -45,10 +47,7 @@ class Operation(CallParent, Aggregate):
     class OperationFailed(FailedEvent):
         TOPIC = "auditledger:Operation.OperationFailed:v1"
 
-    CALL_RECORDED_EVENT = "CallRecorded"
-    PENDING_EVENT = "OperationPending"
-    COMPLETED_EVENT = "OperationCompleted"
-    FAILED_EVENT = "OperationFailed"
+    LIFECYCLE = OPERATION
 
     @classmethod
     def start(
@@ -80,3 +79,11 @@ class Operation(CallParent, Aggregate):
         self.operation_type = operation_type
         self.input_hash = input_hash
         self._start_calls()
+
+
+Operation.EVENTS = ParentEvents(
+    recorded=Operation.CallRecorded,
+    pending=Operation.OperationPending,
+    completed=Operation.OperationCompleted,
+    failed=Operation.OperationFailed,
+)

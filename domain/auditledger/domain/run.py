@@ -10,15 +10,16 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from .errors import InvalidArgument, InvalidTransition, RunClosed
+from .errors import InvalidArgument, RunClosed
+from .lifecycle import RUN, RunStatus
 from .values import require_choice, require_digest, require_inline
 
-RUNNING = "running"
-RUN_COMPLETED = "completed"
-RUN_FAILED = "failed"
-RUN_INTERRUPTED = "interrupted"
-RUN_ENDINGS = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_INTERRUPTED})
-RESUMABLE = frozenset({RUN_FAILED, RUN_INTERRUPTED})
+RUNNING = RunStatus.RUNNING
+RUN_COMPLETED = RunStatus.COMPLETED
+RUN_FAILED = RunStatus.FAILED
+RUN_INTERRUPTED = RunStatus.INTERRUPTED
+RUN_ENDINGS = RUN.moves[RUNNING]
+RESUMABLE = frozenset(status for status, targets in RUN.moves.items() if RUNNING in targets)
 
 
 class Run(Aggregate):
@@ -64,17 +65,15 @@ class Run(Aggregate):
 
     def complete(self, status: str) -> None:
         require_choice("status", status, RUN_ENDINGS)
-        if self.status != RUNNING:
-            raise InvalidTransition(self.id, "run", self.status, status)
-        self._completed(status=status)
+        RUN.check(self.id, self.status, status)
+        self._completed(status=RunStatus(status).value)  # the event holds the plain word
 
     @event(RunCompleted)
     def _completed(self, status: str) -> None:
-        self.status = status
+        self.status = RunStatus(status)
 
     def resume(self) -> None:
-        if self.status not in RESUMABLE:
-            raise InvalidTransition(self.id, "run", self.status, RUNNING)
+        RUN.check(self.id, self.status, RUNNING)
         self._resumed()
 
     @event(RunResumed)

@@ -1,7 +1,7 @@
 """Value rules shared by the aggregates: digests, names, counters, durations, moments.
 
-The domain never computes a digest from bytes (that is I/O's side); it only insists that
-what it is given has the shape of one, so no event can carry a malformed hash.
+Commands never compute a digest from bytes (that is I/O's side); they only insist that
+what they are given has the shape of one, so no event can carry a malformed hash.
 
 Every value a command accepts is one every backend's landscape can hold: text is UTF-8
 (no lone surrogates, no NUL in names), whole numbers fit a 32-bit INTEGER column, moments

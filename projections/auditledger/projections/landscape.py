@@ -17,25 +17,30 @@ from datetime import UTC, datetime
 from functools import singledispatch
 from typing import Any
 
-from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, DRAFT, EXECUTING, Batch
+from sqlalchemy import Table
+
+from auditledger.domain.batch import Batch
 from auditledger.domain.call_parent import CallRecordedEvent, CompletedEvent, FailedEvent
-from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, PENDING
+from auditledger.domain.lifecycle import BatchStatus, RunStatus, Status
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.operation import Operation
-from auditledger.domain.run import RUNNING, Run
+from auditledger.domain.run import Run
+
+from .tables import LANDSCAPE_TABLES, batch_members, batches, calls, node_states, operations, runs
+
+# The statuses as the plain words the rows hold (as the events themselves hold them).
+OPEN, PENDING, COMPLETED, FAILED = (s.value for s in Status)
+DRAFT, EXECUTING, BATCH_COMPLETED, BATCH_FAILED = (s.value for s in BatchStatus)
+RUNNING = RunStatus.RUNNING.value
 
 Row = dict[str, Any]
 Key = Any
 
-KEYS: dict[str, tuple[str, ...]] = {
-    "runs": ("run_id",),
-    "node_states": ("state_id",),
-    "operations": ("operation_id",),
-    "calls": ("call_id",),
-    "batches": ("batch_id",),
-    "batch_members": ("batch_id", "token_id"),
+KEYS: dict[Table, tuple[str, ...]] = {
+    table: tuple(column.name for column in table.primary_key) for table in LANDSCAPE_TABLES
 }
-TIMED = ("node_states", "operations")
+"""Each landscape table's primary key column names, as tables.py declares them (at import)."""
+TIMED = (node_states, operations)
 """Tables whose rows get duration_ms = completed_at - started_at."""
 
 
@@ -56,16 +61,16 @@ def duration_ms(started_at: datetime, completed_at: datetime) -> float:
 class Changes:
     """The row changes of a run of consecutive events, ready to be written in bulk."""
 
-    inserts: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
-    patches: dict[str, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
+    inserts: dict[Table, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
+    patches: dict[Table, dict[Key, Row]] = field(default_factory=lambda: {t: {} for t in KEYS})
 
-    def insert(self, table: str, row: Row) -> None:
+    def insert(self, table: Table, row: Row) -> None:
         """A whole new row, keyed by its table's key columns (KEYS)."""
         names = KEYS[table]
         key = row[names[0]] if len(names) == 1 else tuple(row[n] for n in names)
         self.inserts[table].setdefault(key, row)
 
-    def patch(self, table: str, key: Key, values: Row) -> None:
+    def patch(self, table: Table, key: Key, values: Row) -> None:
         row = self.inserts[table].get(key)
         if row is None:
             self.patches[table].setdefault(key, {}).update(values)
@@ -74,11 +79,11 @@ class Changes:
         if table in TIMED and values.get("completed_at") is not None:
             row["duration_ms"] = duration_ms(row["started_at"], values["completed_at"])
 
-    def needing_start(self, table: str) -> list[Key]:
+    def needing_start(self, table: Table) -> list[Key]:
         """Keys of rows completed here but opened in an earlier chunk (duration needs it)."""
         return [k for k, v in self.patches[table].items() if v.get("completed_at") is not None]
 
-    def set_durations(self, table: str, started: dict[Key, datetime]) -> None:
+    def set_durations(self, table: Table, started: dict[Key, datetime]) -> None:
         for key, started_at in started.items():
             values = self.patches[table][key]
             values["duration_ms"] = duration_ms(started_at, values["completed_at"])
@@ -102,7 +107,7 @@ def project(domain_event: object, changes: Changes) -> None:
 @project.register
 def _run_started(e: Run.RunStarted, changes: Changes) -> None:
     changes.insert(
-        "runs",
+        runs,
         {
             "run_id": str(e.originator_id),
             "status": RUNNING,
@@ -117,19 +122,19 @@ def _run_started(e: Run.RunStarted, changes: Changes) -> None:
 @project.register
 def _run_completed(e: Run.RunCompleted, changes: Changes) -> None:
     changes.patch(
-        "runs", str(e.originator_id), {"status": e.status, "completed_at": utc(e.timestamp)}
+        runs, str(e.originator_id), {"status": e.status, "completed_at": utc(e.timestamp)}
     )
 
 
 @project.register
 def _run_resumed(e: Run.RunResumed, changes: Changes) -> None:
-    changes.patch("runs", str(e.originator_id), {"status": RUNNING, "completed_at": None})
+    changes.patch(runs, str(e.originator_id), {"status": RUNNING, "completed_at": None})
 
 
 @project.register
 def _state_opened(e: NodeState.StateOpened, changes: Changes) -> None:
     changes.insert(
-        "node_states",
+        node_states,
         {
             "state_id": str(e.originator_id),
             "token_id": e.token_id,
@@ -143,7 +148,7 @@ def _state_opened(e: NodeState.StateOpened, changes: Changes) -> None:
 @project.register
 def _operation_started(e: Operation.OperationStarted, changes: Changes) -> None:
     changes.insert(
-        "operations",
+        operations,
         {"operation_id": str(e.originator_id), "operation_type": e.operation_type, **_opened(e)},
     )
 
@@ -185,16 +190,16 @@ def _call_row(e: CallRecordedEvent, state_id: str | None, operation_id: str | No
 
 @project.register
 def _state_call(e: NodeState.CallRecorded, changes: Changes) -> None:
-    changes.insert("calls", _call_row(e, str(e.originator_id), None))
+    changes.insert(calls, _call_row(e, str(e.originator_id), None))
 
 
 @project.register
 def _operation_call(e: Operation.CallRecorded, changes: Changes) -> None:
-    changes.insert("calls", _call_row(e, None, str(e.originator_id)))
+    changes.insert(calls, _call_row(e, None, str(e.originator_id)))
 
 
-def _parent_table(e: object) -> str:
-    return "node_states" if isinstance(e, NodeState.Event) else "operations"
+def _parent_table(e: object) -> Table:
+    return node_states if isinstance(e, NodeState.Event) else operations
 
 
 @project.register(NodeState.StatePending)
@@ -226,7 +231,7 @@ def _failed(e: FailedEvent, changes: Changes) -> None:
 @project.register
 def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
     changes.insert(
-        "batches",
+        batches,
         {
             "batch_id": str(e.originator_id),
             "run_id": str(e.run_id),
@@ -244,7 +249,7 @@ def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
 @project.register
 def _member_added(e: Batch.BatchMemberAdded, changes: Changes) -> None:
     changes.insert(
-        "batch_members",
+        batch_members,
         {"batch_id": str(e.originator_id), "token_id": e.token_id, "ordinal": e.ordinal},
     )
 
@@ -252,7 +257,7 @@ def _member_added(e: Batch.BatchMemberAdded, changes: Changes) -> None:
 @project.register
 def _batch_linked(e: Batch.BatchLinked, changes: Changes) -> None:
     changes.patch(
-        "batches",
+        batches,
         str(e.originator_id),
         {"aggregation_state_id": str(e.state_id), "status": EXECUTING},
     )
@@ -261,7 +266,7 @@ def _batch_linked(e: Batch.BatchLinked, changes: Changes) -> None:
 @project.register
 def _batch_completed(e: Batch.BatchCompleted, changes: Changes) -> None:
     changes.patch(
-        "batches",
+        batches,
         str(e.originator_id),
         {"status": BATCH_COMPLETED, "completed_at": utc(e.timestamp)},
     )
@@ -270,7 +275,7 @@ def _batch_completed(e: Batch.BatchCompleted, changes: Changes) -> None:
 @project.register
 def _batch_failed(e: Batch.BatchFailed, changes: Changes) -> None:
     changes.patch(
-        "batches",
+        batches,
         str(e.originator_id),
         {"status": BATCH_FAILED, "error_json": e.error_json, "completed_at": utc(e.timestamp)},
     )

@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Select, or_, select
+from sqlalchemy import Connection, Select, Table, or_, select
 
 from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState, UnknownToken
 
+from . import tables
 from .schema import Landscape, chunked
 
-# digest -> "present" | "purged" | "missing" for each payload ref asked, in one go
+# digest -> its PayloadStatus (present, purged or missing) for each payload ref asked, in one go
 # (PayloadStore.statuses). The views below take their columns straight from the landscape
 # rows (pydantic ignores the columns a view does not show).
 Availability = Callable[[Iterable[str]], Mapping[str, str]]
@@ -107,10 +108,10 @@ def explain(
 ) -> Explanation:
     land = Landscape.live()
     runs, states, batches, members = (
-        land["runs"],
-        land["node_states"],
-        land["batches"],
-        land["batch_members"],
+        land[tables.runs],
+        land[tables.node_states],
+        land[tables.batches],
+        land[tables.batch_members],
     )
     given = [v for v in (state_id, token_id, run_id) if v is not None]
     if len(given) != 1:
@@ -207,7 +208,7 @@ def _calls_of(
     parent_ids: list[str],
     availability: Availability,
 ) -> dict[str, list[CallView]]:
-    calls = land["calls"]
+    calls = land[tables.calls]
     rows = _grouped(conn, calls, column, parent_ids, calls.c.call_index)
     refs = {ref for rs in rows.values() for r in rs for ref in (r.request_ref, r.response_ref)}
     refs.discard(None)
@@ -216,7 +217,7 @@ def _calls_of(
 
 
 def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[BatchView]:
-    members = land["batch_members"]
+    members = land[tables.batch_members]
     members_of = _grouped(conn, members, "batch_id", [b.batch_id for b in rows], members.c.ordinal)
     return [
         BatchView(
@@ -230,7 +231,7 @@ def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[Bat
 def _state_views(
     conn: Connection, land: Landscape, rows: list[Any], availability: Availability
 ) -> list[StateView]:
-    batches = land["batches"]
+    batches = land[tables.batches]
     ids = [row.state_id for row in rows]
     calls_of = _calls_of(conn, land, "state_id", ids, availability)
     executed = _grouped(conn, batches, "aggregation_state_id", ids, batches.c.created_at)
@@ -251,7 +252,7 @@ def _state_views(
 def _operations(
     conn: Connection, land: Landscape, run_id: str, availability: Availability
 ) -> list[OperationView]:
-    ops = land["operations"]
+    ops = land[tables.operations]
     rows = conn.execute(
         select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id)
     ).all()
@@ -262,40 +263,39 @@ def _operations(
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every landscape row of a run as (table name, row), table by table; streams."""
     land = Landscape.live()
-    runs, states, ops, calls, batches, members = (
-        land[n] for n in ("runs", "node_states", "operations", "calls", "batches", "batch_members")
-    )
+    runs, states, ops = land[tables.runs], land[tables.node_states], land[tables.operations]
+    calls, batches, members = land[tables.calls], land[tables.batches], land[tables.batch_members]
     if conn.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first() is None:
         raise UnknownRun(run_id)
     run_states = select(states.c.state_id).where(states.c.run_id == run_id)
     run_ops = select(ops.c.operation_id).where(ops.c.run_id == run_id)
     run_batches = select(batches.c.batch_id).where(batches.c.run_id == run_id)
-    queries: list[tuple[str, Select[Any]]] = [
-        ("runs", select(runs).where(runs.c.run_id == run_id)),
+    queries: list[tuple[Table, Select[Any]]] = [
+        (runs, select(runs).where(runs.c.run_id == run_id)),
         (
-            "node_states",
+            states,
             select(states)
             .where(states.c.run_id == run_id)
             .order_by(states.c.step_index, states.c.token_id, states.c.attempt),
         ),
-        ("operations", select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at)),
+        (ops, select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at)),
         (
-            "calls",
+            calls,
             select(calls)
             .where(or_(calls.c.state_id.in_(run_states), calls.c.operation_id.in_(run_ops)))
             .order_by(calls.c.state_id, calls.c.operation_id, calls.c.call_index),
         ),
         (
-            "batches",
+            batches,
             select(batches).where(batches.c.run_id == run_id).order_by(batches.c.created_at),
         ),
         (
-            "batch_members",
+            members,
             select(members)
             .where(members.c.batch_id.in_(run_batches))
             .order_by(members.c.batch_id, members.c.ordinal),
         ),
     ]
-    for name, query in queries:
+    for table, query in queries:
         for row in conn.execution_options(stream_results=True).execute(query):
-            yield name, dict(row._mapping)
+            yield table.name, dict(row._mapping)

@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 
@@ -262,25 +262,24 @@ def _before(events: list[tuple[int, Any]], until_time: datetime) -> list[tuple[i
 
 def write(conn: Connection, landscape: Landscape, changes: Changes, insert: Any) -> None:
     """One bulk insert per table (dependency order), then bulk updates grouped by columns."""
-    for table in landscape.ordered:
-        rows = list(changes.inserts[table.name].values())
-        if rows:
-            statement = insert(table).on_conflict_do_nothing(index_elements=KEYS[table.name])
-            conn.execute(statement, rows)
-    for name in TIMED:
-        keys = changes.needing_start(name)
+    for live, inserts in changes.inserts.items():  # KEYS' order: tables.py's, dependencies first
+        if inserts:
+            statement = insert(landscape[live]).on_conflict_do_nothing(index_elements=KEYS[live])
+            conn.execute(statement, list(inserts.values()))
+    for live in TIMED:
+        keys = changes.needing_start(live)
         if keys:
-            changes.set_durations(name, _started(conn, landscape, name, keys))
-    for name, patches in changes.patches.items():
+            changes.set_durations(live, _started(conn, landscape, live, keys))
+    for live, patches in changes.patches.items():
         if patches:
-            _update(conn, landscape, name, patches)
+            _update(conn, landscape, live, patches)
 
 
 def _started(
-    conn: Connection, landscape: Landscape, name: str, keys: list[Any]
+    conn: Connection, landscape: Landscape, live: Table, keys: list[Any]
 ) -> dict[Any, datetime]:
-    table = landscape[name]
-    key_column = table.c[KEYS[name][0]]
+    table = landscape[live]
+    key_column = table.c[KEYS[live][0]]
     found: dict[Any, datetime] = {}
     for chunk in chunked(keys):
         query = select(key_column, table.c.started_at).where(key_column.in_(chunk))
@@ -288,9 +287,9 @@ def _started(
     return found
 
 
-def _update(conn: Connection, landscape: Landscape, name: str, patches: dict[Any, Any]) -> None:
-    table = landscape[name]
-    (key_name,) = KEYS[name]  # only tables with a one-column key are patched
+def _update(conn: Connection, landscape: Landscape, live: Table, patches: dict[Any, Any]) -> None:
+    table = landscape[live]
+    (key_name,) = KEYS[live]  # only tables with a one-column key are patched
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for key, values in patches.items():
         groups.setdefault(frozenset(values), []).append({"_key": key, **values})

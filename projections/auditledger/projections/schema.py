@@ -25,7 +25,9 @@ TABLES = (*LANDSCAPE_TABLES, projection_positions)
 
 @dataclass(frozen=True)
 class Landscape:
-    """The six landscape tables and the position table of one landscape, by name."""
+    """The six landscape tables and the position table of one landscape (live or shadow).
+
+    `landscape[table]` is this landscape's copy of a tables.py table (or of a table name)."""
 
     tables: dict[str, Table]
     schema: str | None = None
@@ -39,8 +41,8 @@ class Landscape:
         copy = MetaData()
         return cls({t.name: t.to_metadata(copy, schema=schema) for t in TABLES}, schema)
 
-    def __getitem__(self, name: str) -> Table:
-        return self.tables[name]
+    def __getitem__(self, table: Table | str) -> Table:
+        return self.tables[table if isinstance(table, str) else table.name]
 
     @property
     def ordered(self) -> list[Table]:

@@ -10,7 +10,6 @@ fresh landscape up to the live position in a shadow and compares every row.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -20,8 +19,10 @@ from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, se
 from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.domain.lifecycle import OPEN
+from auditledger.domain.payload_status import PayloadStatus, check
 from auditledger.domain.run import RUN_COMPLETED
 
+from . import tables
 from .rebuild import build, shadow
 from .runner import EventSource, read_position
 from .schema import Landscape
@@ -80,7 +81,7 @@ def _count(conn: Connection, table: Any) -> int:
 
 
 def call_parents(conn: Connection, land: Landscape) -> Check:
-    calls, states, ops = land["calls"], land["node_states"], land["operations"]
+    calls, states, ops = land[tables.calls], land[tables.node_states], land[tables.operations]
     orphan = select(calls.c.call_id).where(
         or_(
             and_(
@@ -101,7 +102,7 @@ def call_parents(conn: Connection, land: Landscape) -> Check:
 
 
 def dense_call_index(conn: Connection, land: Landscape) -> Check:
-    calls = land["calls"]
+    calls = land[tables.calls]
     parent = func.coalesce(calls.c.state_id, calls.c.operation_id)
     per_parent = (
         select(
@@ -125,7 +126,7 @@ def dense_call_index(conn: Connection, land: Landscape) -> Check:
 
 
 def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
-    states, runs = land["node_states"], land["runs"]
+    states, runs = land[tables.node_states], land[tables.runs]
     joined = states.join(runs, states.c.run_id == runs.c.run_id)
     in_completed = runs.c.status == RUN_COMPLETED
     checked = int(conn.scalar(select(func.count()).select_from(joined).where(in_completed)) or 0)
@@ -139,7 +140,7 @@ def no_open_state_in_completed_run(conn: Connection, land: Landscape) -> Check:
 
 
 def batches_linked(conn: Connection, land: Landscape) -> Check:
-    batches, states = land["batches"], land["node_states"]
+    batches, states = land[tables.batches], land[tables.node_states]
     ran = batches.c.status.in_((EXECUTING, BATCH_COMPLETED, BATCH_FAILED))
     has_state = (
         select(states.c.state_id)
@@ -161,7 +162,7 @@ def batches_linked(conn: Connection, land: Landscape) -> Check:
 
 
 def payload_refs(conn: Connection, land: Landscape, payloads: PayloadReader) -> Check:
-    calls = land["calls"]
+    calls = land[tables.calls]
     refs = union_all(
         select(calls.c.call_id, literal("request").label("part"), calls.c.request_ref.label("ref")),
         select(
@@ -186,10 +187,12 @@ _REFS_AT_ONCE = 500
 
 
 def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
-    if data is None:
-        return None if purged else "the payload is missing"
-    actual = hashlib.sha256(data).hexdigest()
-    return None if actual == ref else f"the stored bytes hash to {actual}"
+    found = check(ref, data, purged)
+    if found.status is PayloadStatus.MISSING:
+        return "the payload is missing"
+    if found.status is PayloadStatus.CORRUPT:
+        return f"the stored bytes hash to {found.actual}"
+    return None
 
 
 def position(conn: Connection, land: Landscape, last: int, *, strict: bool = False) -> Check:

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from auditledger.adapters.storage.errors import store_errors
 from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.payloads import PayloadStore
 from auditledger.adapters.storage.stores import Stores
-from auditledger.domain.errors import InvalidArgument, StoreError, UndecodableEvent
+from auditledger.domain.errors import InvalidArgument, UndecodableEvent
 from auditledger.projections import queries, schema
 from auditledger.projections.rebuild import RebuildResult, rebuild
 from auditledger.projections.runner import Progress, Projector
@@ -200,27 +200,10 @@ class LandscapeService:
             return self._handle
 
     def _landscape_errors(self) -> Any:
-        return _translated(_shown(self.stores.landscape_url))
+        return store_errors("landscape", self.stores.landscape_url)
 
     def _wake_up(self) -> Any:
         return _wake_up(self.stores, self.app)
-
-
-class _translated:
-    """Database errors of the landscape -> one StoreError line naming the landscape URL."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, error: Any, _tb: Any) -> None:
-        if isinstance(error, (ArgumentError, NoSuchModuleError)):
-            raise StoreError(f"landscape URL {self.url!r}: {error}") from None
-        if isinstance(error, DBAPIError):
-            first = str(error.orig or error).strip().splitlines()[0]
-            raise StoreError(f"landscape at {self.url}: {first}") from None
 
 
 def _shown(url: str) -> str:

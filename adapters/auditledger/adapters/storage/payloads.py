@@ -7,24 +7,22 @@ payload says so. Every read re-checks the hash.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Literal
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.errors import store_errors
 from auditledger.adapters.storage.tables import payloads
-from auditledger.domain.errors import PayloadCorrupt, PayloadMissing, StoreError
+from auditledger.domain.errors import PayloadCorrupt, PayloadMissing
+from auditledger.domain.payload_status import PayloadStatus as PayloadStatus
+from auditledger.domain.payload_status import check, without_bytes
 from auditledger.projections.schema import chunked
-
-PayloadStatus = Literal["present", "purged", "missing"]
 
 
 class PayloadStore(ABC):
@@ -49,9 +47,7 @@ class PayloadStore(ABC):
 
     def status(self, digest: str) -> PayloadStatus:
         data, purged = self._read(digest)
-        if data is not None:
-            return "present"
-        return "purged" if purged else "missing"
+        return without_bytes(data is not None, purged)
 
     def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
         """(bytes, purged) of each digest, as _read gives them; stores override it with one
@@ -69,11 +65,11 @@ class PayloadStore(ABC):
 
 def _checked(digest: str, data: bytes | None, purged: bool) -> bytes:
     """The bytes, re-hashed against their digest; a typed error when absent or altered."""
+    found = check(digest, data, purged)
     if data is None:
-        raise PayloadMissing(digest, purged=purged)
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != digest:
-        raise PayloadCorrupt(digest, actual)
+        raise PayloadMissing(digest, purged=found.status is PayloadStatus.PURGED)
+    if found.actual is not None:
+        raise PayloadCorrupt(digest, found.actual)
     return data
 
 
@@ -103,17 +99,6 @@ class MemoryPayloadStore(PayloadStore):
                     self._data[digest] = None
                     count += 1
         return count
-
-
-@contextmanager
-def _translated(doing: str) -> Iterator[None]:
-    try:
-        yield
-    except SQLAlchemyError as error:
-        raise StoreError(
-            f"{doing} in the payload store: {error.__class__.__name__}: "
-            f"{getattr(error, 'orig', None) or error}"
-        ) from None
 
 
 SQLITE_UPSERT = (
@@ -151,11 +136,14 @@ class SqlPayloadStore(PayloadStore):
         )
         self._sqlite = engine.dialect.name == "sqlite"
 
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return store_errors(f"{doing} in the payload store", self.engine.url)
+
     def put_many(self, items: Iterable[Payload]) -> None:
         unique = {item.digest: item for item in items}
         if not unique:
             return
-        with _translated("writing payloads"), self.engine.begin() as conn:
+        with self._errors("writing payloads"), self.engine.begin() as conn:
             if self._sqlite:  # the driver directly: no per-row processing
                 conn.exec_driver_sql(SQLITE_UPSERT, sqlite_payload_rows(unique.values()))
                 return
@@ -167,7 +155,7 @@ class SqlPayloadStore(PayloadStore):
             conn.execute(self._upsert, rows)
 
     def _read(self, digest: str) -> tuple[bytes | None, bool]:
-        with _translated(f"reading payload {digest}"), self.engine.connect() as conn:
+        with self._errors(f"reading payload {digest}"), self.engine.connect() as conn:
             row = conn.execute(
                 select(payloads.c.data, payloads.c.purged_at).where(payloads.c.hash == digest)
             ).first()
@@ -182,7 +170,7 @@ class SqlPayloadStore(PayloadStore):
     def read_many(self, digests: Iterable[str]) -> dict[str, tuple[bytes | None, bool]]:
         found: dict[str, tuple[bytes | None, bool]] = {}
         for chunk in _chunks(digests):
-            with _translated("reading payloads"), self.engine.connect() as conn:
+            with self._errors("reading payloads"), self.engine.connect() as conn:
                 rows = conn.execute(
                     select(payloads.c.hash, payloads.c.data, payloads.c.purged_at).where(
                         payloads.c.hash.in_(chunk)
@@ -199,24 +187,22 @@ class SqlPayloadStore(PayloadStore):
         found: dict[str, PayloadStatus] = {}
         present = payloads.c.data.is_not(None).label("present")
         for chunk in _chunks(digests):
-            with _translated("reading payloads"), self.engine.connect() as conn:
+            with self._errors("reading payloads"), self.engine.connect() as conn:
                 rows = conn.execute(
                     select(payloads.c.hash, present, payloads.c.purged_at).where(
                         payloads.c.hash.in_(chunk)
                     )
                 )
                 for r in rows:
-                    found[r.hash] = (
-                        "present" if r.present else "purged" if r.purged_at else "missing"
-                    )
-            found.update((digest, "missing") for digest in chunk if digest not in found)
+                    found[r.hash] = without_bytes(bool(r.present), r.purged_at is not None)
+            found.update((digest, PayloadStatus.MISSING) for digest in chunk if digest not in found)
         return found
 
     def purge(self, digests: Iterable[str]) -> int:
         keys = list(digests)
         if not keys:
             return 0
-        with _translated("purging payloads"), self.engine.begin() as conn:
+        with self._errors("purging payloads"), self.engine.begin() as conn:
             result = conn.execute(
                 update(payloads)
                 .where(payloads.c.hash.in_(keys), payloads.c.data.is_not(None))

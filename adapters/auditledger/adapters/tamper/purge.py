@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from auditledger.adapters.storage.payloads import SqlPayloadStore
 from auditledger.adapters.tamper.chain_format import payload_digests
-from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import InvalidArgument
 
 _AGE = re.compile(r"\s*(\d+)\s*([smhdw])\s*")
@@ -40,7 +40,7 @@ class PurgeResult:
 
 
 def purge_payloads(
-    source: LogSource,
+    source: RawLog,
     older_than: timedelta,
     *,
     run_id: str | None = None,

@@ -18,15 +18,16 @@ from __future__ import annotations
 import gc
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, inspect, select, text
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 
 from auditledger.adapters.storage.engines import build_engine
+from auditledger.adapters.storage.errors import first_line, shown, store_errors
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import payloads
 from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
@@ -38,7 +39,9 @@ _PAYLOAD_CHUNK = 5_000 if sqlite3.sqlite_version_info >= (3, 32) else 500
 fewer, larger queries make the verifier's payload reads about 10% cheaper."""
 
 
-class StoredEvent(NamedTuple):
+class RawEvent(NamedTuple):
+    """One event as stored in the log, read raw for the chain (not eventsourcing's StoredEvent)."""
+
     position: int
     topic: str
     originator: str
@@ -59,7 +62,9 @@ class Head:
 
 
 @dataclass
-class LogSource:
+class RawLog:
+    """The raw stored log, chain and payloads behind a store URL: read for verifying, sealed."""
+
     url: str
     events_engine: Engine
     payloads_engine: Engine
@@ -69,7 +74,7 @@ class LogSource:
     _present: set[tuple[int, str]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
-    def open(cls, url: str) -> LogSource:
+    def open(cls, url: str) -> RawLog:
         settings = StoreSettings.parse(url)
         if settings.kind == "memory":
             raise StoreError(
@@ -95,7 +100,7 @@ class LogSource:
         if self.payloads_engine is not self.events_engine:
             self.payloads_engine.dispose()
 
-    def __enter__(self) -> LogSource:
+    def __enter__(self) -> RawLog:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -103,8 +108,8 @@ class LogSource:
 
     # reading
 
-    def _guard(self, what: str) -> Any:
-        return _Guard(self.url, what)
+    def _guard(self, what: str) -> AbstractContextManager[None]:
+        return store_errors(f"{what} in the store", self.url)
 
     def has_table(self, engine: Engine, name: str) -> bool:
         key = (id(engine), name)
@@ -118,7 +123,7 @@ class LogSource:
 
     def events(
         self, after: int = 0, until: int | None = None, batch: int = 10_000
-    ) -> Iterator[list[StoredEvent]]:
+    ) -> Iterator[list[RawEvent]]:
         """The stored events after a position, in log order, a batch at a time."""
         if not self.has_table(self.events_engine, self.events_table):
             return
@@ -135,7 +140,7 @@ class LogSource:
             if not rows:
                 return
             yield [
-                StoredEvent(
+                RawEvent(
                     position,
                     topic,
                     originator if type(originator) is str else originator_text(originator),
@@ -198,8 +203,6 @@ class LogSource:
             try:
                 cursor.execute(statement, params)
                 return list(cursor.fetchall())
-            except Exception as error:
-                raise StoreError(f"store {self.url!r}: {what}: {error}") from None
             finally:
                 cursor.close()
 
@@ -251,11 +254,15 @@ class LogSource:
                 head = self._seal_batch(horizon, batch)
             except DBAPIError as error:
                 if not _is_conflict(error):
-                    raise StoreError(f"store {self.url!r}: sealing failed: {error}") from None
+                    raise StoreError(
+                        f"sealing the store at {shown(self.url)}: {first_line(error.orig or error)}"
+                    ) from None
                 continue
             if head is not None:
                 return head
-        raise StoreError(f"store {self.url!r}: sealing kept conflicting with other sealers")
+        raise StoreError(
+            f"sealing the store at {shown(self.url)}: kept conflicting with other sealers"
+        )
 
     def _safe_horizon(self) -> int:
         column, table = self.position_column, self.events_table
@@ -340,15 +347,5 @@ def _is_conflict(error: DBAPIError) -> bool:
     return any(word in message for word in ("locked", "busy", "unique", "duplicate", "serializ"))
 
 
-class _Guard:
-    """Turns a database failure into one StoreError line naming the store and the step."""
-
-    def __init__(self, url: str, what: str) -> None:
-        self.url, self.what = url, what
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, error: BaseException | None, _tb: object) -> None:
-        if isinstance(error, SQLAlchemyError):
-            raise StoreError(f"store {self.url!r}: {self.what}: {error}") from None
+LogSource = RawLog
+"""The former name of RawLog, kept for importers (bench/chain.py, the CLI)."""

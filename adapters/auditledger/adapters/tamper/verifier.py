@@ -23,7 +23,6 @@ it verified and joined), so a finding is always the one the single walk gives, w
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 from bisect import bisect_right
@@ -40,7 +39,8 @@ from auditledger.adapters.tamper.chain_format import (
     link,
     payload_digests,
 )
-from auditledger.adapters.tamper.raw_log import ChainEntry, LogSource, StoredEvent, no_cyclic_gc
+from auditledger.adapters.tamper.raw_log import ChainEntry, RawEvent, RawLog, no_cyclic_gc
+from auditledger.domain.payload_status import SOUND, PayloadCheck, PayloadStatus, check
 
 SignatureCheck = Callable[[Checkpoint], bool]
 
@@ -55,7 +55,7 @@ class _Broken(Exception):
 
 @dataclass
 class _Walk:
-    source: LogSource
+    source: RawLog
     checkpoints: list[Checkpoint]
     prev_hash: bytes
     prev_position: int
@@ -84,7 +84,7 @@ class _Walk:
     def run(self, batch: int, until: int | None) -> None:
         entries = _Peekable(self.source.chain_entries(self.prev_position, batch))
         for events, wanted, rows in self._read_batches(batch, until):
-            statuses = self._payload_statuses(wanted, rows)
+            statuses = _payload_checks(wanted, rows)
             start = self._fast(events, wanted, statuses, entries)
             seen: set[str] = set()
             rest = events[start:]
@@ -102,7 +102,7 @@ class _Walk:
                 else:
                     raise _Broken(self._unsealed_event(event, entry))
                 if digests:
-                    self._check_payloads(event, digests, statuses, seen)
+                    self._check_payloads(event, digests, statuses, rows, seen)
                 self._check_checkpoints(event.position)
         entry = entries.peek()
         if entry is not None and (until is None or entry.position <= until):
@@ -111,9 +111,9 @@ class _Walk:
 
     def _fast(
         self,
-        events: list[StoredEvent],
+        events: list[RawEvent],
         wanted: list[str],
-        statuses: dict[str, str],
+        statuses: dict[str, PayloadCheck],
         entries: _Peekable,
     ) -> int:
         """The common case in one tight loop: every event sealed, in place, payloads sound.
@@ -123,7 +123,7 @@ class _Walk:
         last = events[-1].position
         if self.checkpoints and self.checkpoints[0].position <= last:
             return 0
-        if any(status != "ok" and status != "purged" for status in statuses.values()):
+        if any(found.status not in SOUND for found in statuses.values()):
             return 0
         sealed = entries.take_through(last)
         if len(sealed) != len(events):
@@ -152,10 +152,12 @@ class _Walk:
                 else set(digests_in(event.state for event in events[:accepted]))
             )
             self.payloads_checked += len(accepted_digests)
-            self.payloads_purged += sum(statuses[d] == "purged" for d in accepted_digests)
+            self.payloads_purged += sum(
+                statuses[d].status is PayloadStatus.PURGED for d in accepted_digests
+            )
         return accepted
 
-    def _extend(self, event: StoredEvent, entry: ChainEntry | None) -> None:
+    def _extend(self, event: RawEvent, entry: ChainEntry | None) -> None:
         computed = _link(self.prev_hash, event)
         if entry is not None:
             if entry.prev_position != self.prev_position:
@@ -174,37 +176,28 @@ class _Walk:
             wanted = list(dict.fromkeys(digests_in(event.state for event in events)))
             yield events, wanted, self.source.payload_rows(wanted)
 
-    def _payload_statuses(self, wanted: list[str], rows: _Rows) -> dict[str, str]:
-        statuses = {}
-        for digest in wanted:
-            data, purged = rows.get(digest, (None, False))
-            if data is not None:
-                actual = hashlib.sha256(data).hexdigest()
-                statuses[digest] = "ok" if actual == digest else f"tampered:{actual}"
-            elif purged:
-                statuses[digest] = "purged"
-            else:
-                statuses[digest] = "gone" if digest in rows else "missing"
-        return statuses
-
     def _check_payloads(
-        self, event: StoredEvent, digests: set[str], statuses: dict[str, str], seen: set[str]
+        self,
+        event: RawEvent,
+        digests: set[str],
+        statuses: dict[str, PayloadCheck],
+        rows: _Rows,
+        seen: set[str],
     ) -> None:
         for digest in sorted(digests):
             if digest in seen:
                 continue
-            status = statuses[digest]
-            if status.startswith("tampered:"):
+            status, actual = statuses[digest]
+            if status is PayloadStatus.CORRUPT:
                 raise _Broken(
                     Finding(
                         event.position,
                         "payload-tampered",
-                        f"payload {digest} named by this event: its bytes hash to "
-                        f"{status.split(':', 1)[1]}",
+                        f"payload {digest} named by this event: its bytes hash to {actual}",
                     )
                 )
-            if status in ("missing", "gone"):
-                how = "has no row" if status == "missing" else "lost its bytes without a purge"
+            if status is PayloadStatus.MISSING:
+                how = "lost its bytes without a purge" if digest in rows else "has no row"
                 raise _Broken(
                     Finding(
                         event.position,
@@ -213,7 +206,7 @@ class _Walk:
                     )
                 )
             self.payloads_checked += 1
-            if status == "purged":
+            if status is PayloadStatus.PURGED:
                 self.payloads_purged += 1
             seen.add(digest)
 
@@ -278,7 +271,7 @@ class _Walk:
             f"{self.prev_position}",
         )
 
-    def _unsealed_event(self, event: StoredEvent, entry: ChainEntry) -> Finding:
+    def _unsealed_event(self, event: RawEvent, entry: ChainEntry) -> Finding:
         if entry.prev_position == event.position:
             return Finding(
                 event.position,
@@ -292,7 +285,7 @@ class _Walk:
             f"{entry.prev_position} to {entry.position})",
         )
 
-    def _mismatch(self, event: StoredEvent, entry: ChainEntry, computed: bytes) -> Finding:
+    def _mismatch(self, event: RawEvent, entry: ChainEntry, computed: bytes) -> Finding:
         position = event.position
         expected = entry.chain_hash
         later = _flatten(self.source.events(position))
@@ -332,7 +325,7 @@ class _Walk:
             f"its stored bytes give chain hash {computed.hex()}, sealed {expected}",
         )
 
-    def _belongs_nowhere(self, event: StoredEvent, moved_to: int) -> bool:
+    def _belongs_nowhere(self, event: RawEvent, moved_to: int) -> bool:
         entry = self.source.chain_entry_at(moved_to)
         if entry is None:
             return True
@@ -342,7 +335,7 @@ class _Walk:
 
 
 def verify_chain(
-    source: LogSource,
+    source: RawLog,
     checkpoints: Iterable[Checkpoint] = (),
     *,
     trusted: Checkpoint | None = None,
@@ -389,7 +382,7 @@ def verify_chain(
 
 
 def _plan(
-    source: LogSource,
+    source: RawLog,
     walk: _Walk,
     until: int | None,
     batch: int,
@@ -427,7 +420,7 @@ _Task = tuple[str, str, int, list[Checkpoint], int | None, int]
 
 
 def _walk_segments(
-    source: LogSource,
+    source: RawLog,
     walk: _Walk,
     later_starts: list[tuple[int, str]],
     until: int | None,
@@ -486,11 +479,11 @@ def _walk_segments(
 
 def _walk_segment(task: _Task) -> ChainReport:
     """In a worker process: open the store afresh and walk one segment."""
-    with LogSource.open(task[0]) as source, no_cyclic_gc():
+    with RawLog.open(task[0]) as source, no_cyclic_gc():
         return _walk_segment_of(source, task)
 
 
-def _walk_segment_of(source: LogSource, task: _Task) -> ChainReport:
+def _walk_segment_of(source: RawLog, task: _Task) -> ChainReport:
     _, chain_hash, position, checkpoints, until, batch = task
     walk = _Walk(source, list(checkpoints), bytes.fromhex(chain_hash), position)
     walk.sealed_position = position
@@ -501,17 +494,24 @@ def _walk_segment_of(source: LogSource, task: _Task) -> ChainReport:
     return walk.report(None)
 
 
-def _link(prev: bytes, event: StoredEvent) -> bytes:
+def _link(prev: bytes, event: RawEvent) -> bytes:
     return link(prev, event.position, event.topic, event.originator, event.version, event.state)
 
 
-def _flatten(batches: Iterable[list[StoredEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
+def _flatten(batches: Iterable[list[RawEvent]] | Iterable[list[ChainEntry]]) -> Iterator:  # type: ignore[type-arg]
     for batch in batches:
         yield from batch
 
 
 _Rows = dict[str, tuple[bytes | None, bool]]
-_Batch = tuple[list[StoredEvent], list[str], _Rows]
+
+
+def _payload_checks(wanted: list[str], rows: _Rows) -> dict[str, PayloadCheck]:
+    """Each digest's payload classified; a digest without a row is missing."""
+    return {digest: check(digest, *rows.get(digest, (None, False))) for digest in wanted}
+
+
+_Batch = tuple[list[RawEvent], list[str], _Rows]
 
 
 class _Peekable:
@@ -558,6 +558,6 @@ def _position(entry: ChainEntry) -> int:
     return entry.position
 
 
-def _chain(*parts: Iterable[StoredEvent]) -> Iterator[StoredEvent]:
+def _chain(*parts: Iterable[RawEvent]) -> Iterator[RawEvent]:
     for part in parts:
         yield from part
