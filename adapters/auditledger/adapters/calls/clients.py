@@ -101,7 +101,7 @@ class ClientFactory:
         **openai_kwargs: Any,
     ) -> openai_sdk.OpenAI:
         """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
-        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+        import openai as openai_sdk  # imported on first use: it is heavy
 
         sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
         audited = AuditedTransport(sink, redaction_set(redact_headers), transport)
@@ -159,7 +159,7 @@ class ClientFactory:
         **openai_kwargs: Any,
     ) -> openai_sdk.OpenAI:
         """An openai_sdk.OpenAI answered from the ledger; pass the options the recording used."""
-        import openai as openai_sdk  # imported on first use: it costs ~1 s and ~30 MB
+        import openai as openai_sdk  # imported on first use: it is heavy
 
         cursor = self.cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultHttpxClient(transport=ReplayTransport(cursor))

@@ -55,7 +55,7 @@ def checked_attachments(items: Any) -> list[Payload]:
 
 def right_sized(data: bytes) -> bytes:
     """A right-sized copy of orjson's output: its bytes objects keep their working buffer
-    allocated (~4 KB each), so 100,000 kept payloads or events would pin ~400 MB."""
+    allocated, so many kept payloads or events would pin far more memory than their size."""
     return memoryview(data).tobytes()
 
 

@@ -3,8 +3,7 @@
 - ``memory://``: in-process only (tests, demos).
 - ``sqlite:///PATH`` (``sqlite:////abs/path``): a directory, created if missing, holding
   ``events.sqlite3`` (the event log and the payload table, so a write is one transaction)
-  and ``landscape.sqlite3``. A directory made before that layout has its payloads in
-  ``payloads.sqlite3``, and keeps using it.
+  and ``landscape.sqlite3`` (older directories: docs/architecture.md, "Storage layout").
 - ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
 
 Options go in the query: ``?lock_timeout=SECONDS`` (a whole number >= 1, default 60) is how
@@ -124,8 +123,7 @@ class StoreSettings:
     def payloads_with_events(self) -> bool:
         """Whether the payload table lives in the event store's own database, so payloads
         and events commit in one transaction: PostgreSQL; SQLite unless the directory is of
-        the earlier layout (a payloads.sqlite3 and no payload table in events.sqlite3). Once
-        events.sqlite3 holds the payload table it decides, whatever files appear later.
+        the earlier layout (docs/architecture.md, "Storage layout", tells the rule).
         Looked at once per settings (it reads the directory), so one open decides once."""
         if self.kind == "sqlite":
             assert self.directory is not None

@@ -1,10 +1,8 @@
 """The SQLite event recorder, with the payloads of a commit in the same transaction.
 
 A SQLite store keeps its payload table in the events' own file (events.sqlite3), so one
-write is one transaction and one fsync: the payload rows, then the event rows. (A directory
-made before this layout keeps its payloads.sqlite3; there the payloads are committed just
-before the events, as they always were: the settings name `SeparatePayloadsSQLiteRecorder`,
-whose `holds_payloads` is False.)
+write is one transaction and one fsync: the payload rows, then the event rows. (An older
+directory, docs/architecture.md "Storage layout", gets `SeparatePayloadsSQLiteRecorder`.)
 
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
@@ -84,7 +82,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
 
 
 class SeparatePayloadsSQLiteRecorder(LedgerSQLiteRecorder):
-    """A directory of the earlier layout: its payloads are in payloads.sqlite3."""
+    """A directory of the earlier layout (docs/architecture.md, "Storage layout")."""
 
     holds_payloads = False
 

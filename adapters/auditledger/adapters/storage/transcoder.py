@@ -1,10 +1,10 @@
 """The event transcoder: the library's JSON, byte for byte, written by orjson where it can.
 
 eventsourcing's JSONTranscoder builds a new stdlib encoder for every event and calls back
-into Python for every UUID and datetime; encoding was ~8 us of every event recorded. Our
+into Python for every UUID and datetime, a large share of recording an event. Our
 events are flat (strings, integers, floats, booleans, None, UUIDs, datetimes), so here a
 flat state has its UUIDs and datetimes turned into the library's {"_type_", "_data_"}
-objects and goes through orjson (~1 us), whose output for such a state is the library's
+objects and goes through orjson, whose output for such a state is the library's
 own bytes: same key order, same separators, same string escapes, same float digits. What
 orjson would spell differently (floats below 1e-4, NaN, infinities), what it refuses
 (integers beyond 64 bits, lone surrogates) and anything not flat goes through the

@@ -2,7 +2,7 @@
 
 Needs no Ledger and no running application: point it at a store URL (or a copy of one).
 SQLite: DIR/events.sqlite3 (`stored_events`, position = rowid) holds the chain and the
-payloads beside the log (a directory from before that layout: DIR/payloads.sqlite3).
+payloads beside the log (docs/architecture.md, "Storage layout", for older directories).
 PostgreSQL: one database, `auditledger_events` (position = notification_id), `chain`,
 `payloads`.
 
@@ -36,7 +36,7 @@ from auditledger.domain.errors import StoreError
 
 _PAYLOAD_CHUNK = 5_000 if sqlite3.sqlite_version_info >= (3, 32) else 500
 """Digests looked up per query: SQLite allows 32,766 parameters since 3.32 (999 before);
-fewer, larger queries make the verifier's payload reads about 10% cheaper."""
+fewer, larger queries make the verifier's payload reads cheaper."""
 
 
 class RawEvent(NamedTuple):
