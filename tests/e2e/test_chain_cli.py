@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli as run
+
+from tests.support.cli_runner import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli as cli
 
 from auditledger.adapters import Ledger
+from tests.support.cli_runner import run_cli as cli
 
 
 def record(url: str) -> tuple[str, str]:

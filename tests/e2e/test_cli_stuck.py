@@ -6,9 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cli_runner import run_cli as run
-
 from auditledger.adapters import Ledger
+from tests.support.cli_runner import run_cli as run
 
 STATE_OPENED = "auditledger:NodeState.StateOpened:v1"
 

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 import httpx
 import openai
 import pytest
-from cli_runner import AUDITLEDGER, run_cli
+
+from tests.support.cli_runner import AUDITLEDGER, run_cli
 
 PROMPT = [{"role": "user", "content": "all quiet"}]
 

@@ -17,9 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from cli_runner import AUDITLEDGER
 
 from auditledger.adapters import Ledger
+from tests.support.cli_runner import AUDITLEDGER
 
 APPLIED = re.compile(r"applied (\d+) events; (?:landscape at )?position (\d+)")
 

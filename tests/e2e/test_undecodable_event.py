@@ -5,10 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from cli_runner import run_cli
-
 from auditledger.adapters import Ledger
 from auditledger.domain.errors import UndecodableEvent
+from tests.support.cli_runner import run_cli
 
 
 def _record_and_break(directory: Path) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chain_support import RawStore, Token, record_history
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
@@ -22,6 +21,7 @@ from auditledger.adapters.tamper.verifier import verify_chain
 from auditledger.domain.errors import InvalidArgument, StoreError
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.run import Run
+from tests.support.chain_support import RawStore, Token, record_history
 
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from chain_support import RawStore, Token, record_history
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.signing import checkpoint_of
 from auditledger.adapters.tamper.verifier import verify_chain
+from tests.support.chain_support import RawStore, Token, record_history
 
 TAMPERINGS = ["modified", "payload-tampered", "deleted", "inserted", "reordered", "truncated"]
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from landscape_model import dump, log_events, record_scenario, reference_fold
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from auditledger.domain.errors import StoreError, UnknownRun, UnknownState, UnknownToken
+from tests.support.landscape_model import dump, log_events, record_scenario, reference_fold
 
 
 def test_catch_up_applies_what_is_new_and_returns_how_many(ledger: Ledger) -> None:

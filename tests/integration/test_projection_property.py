@@ -8,12 +8,19 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from landscape_model import dump, histories, log_events, position, record, reference_fold
 from sqlalchemy import create_engine, text
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.landscape.service import LogReader
 from auditledger.projections.runner import Projector
+from tests.support.landscape_model import (
+    dump,
+    histories,
+    log_events,
+    position,
+    record,
+    reference_fold,
+)
 
 
 class Crash(Exception):

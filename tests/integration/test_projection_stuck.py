@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from forged_events import append, opened
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from auditledger.domain.errors import InvalidArgument, ProjectionStuck
 from auditledger.domain.node_state import NodeState
+from tests.support.forged_events import append, opened
 
 PROJECTABLE = "the events after the position can be projected"
 SKIPPED = "no event of the log is skipped by the landscape"

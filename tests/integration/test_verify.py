@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from landscape_model import record_scenario
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
+from tests.support.landscape_model import record_scenario
 
 REBUILD = "the live landscape equals a fresh rebuild"
 DENSE = "call_index is dense (0, 1, 2, ...) per parent"

@@ -1,0 +1,1 @@
+"""Helpers the tests share: reference fold, raw-store access, forged events, the CLI runner."""
