@@ -58,13 +58,13 @@ def test_a_log_walked_in_segments_by_worker_processes_gives_the_single_walks_rep
 ) -> None:
     checkpoint = _seal(url)
     segmented = []
-    walk_segments = chain_verify._walk_segments
+    original = chain_verify.walk_segments
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         segmented.append(args[2])
-        return walk_segments(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(chain_verify, "_walk_segments", spy)
+    monkeypatch.setattr(chain_verify, "walk_segments", spy)
     parallel = {"workers": 3, "parallel_threshold": 2, "batch": 2}
     clean = _verify(url, [checkpoint], **parallel)
     assert clean == _verify(url, [checkpoint], workers=1, batch=2)

@@ -372,7 +372,7 @@ def verify_chain(
         with no_cyclic_gc():
             segments = _plan(source, walk, until, batch, workers, parallel_threshold)
             if segments is not None:
-                walk, done = _walk_segments(source, walk, segments, until, batch)
+                walk, done = walk_segments(source, walk, segments, until, batch)
                 if done:
                     return walk.report(None)
             walk.run(batch, until)
@@ -419,7 +419,7 @@ def _plan(
 _Task = tuple[str, str, int, list[Checkpoint], int | None, int]
 
 
-def _walk_segments(
+def walk_segments(
     source: RawLog,
     walk: _Walk,
     later_starts: list[tuple[int, str]],
