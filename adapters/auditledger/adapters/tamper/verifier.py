@@ -37,6 +37,7 @@ from auditledger.adapters.tamper.chain_format import (
     Finding,
     digests_in,
     link,
+    naming,
     payload_digests,
 )
 from auditledger.adapters.tamper.raw_log import ChainEntry, RawEvent, RawLog, no_cyclic_gc
@@ -193,7 +194,8 @@ class _Walk:
                     Finding(
                         event.position,
                         "payload-tampered",
-                        f"payload {digest} named by this event: its bytes hash to {actual}",
+                        f"payload {digest} named by this event ({naming(event.state, digest)}): "
+                        f"its bytes hash to {actual}",
                     )
                 )
             if status is PayloadStatus.MISSING:
@@ -202,7 +204,8 @@ class _Walk:
                     Finding(
                         event.position,
                         "payload-missing",
-                        f"payload {digest} named by this event {how}",
+                        f"payload {digest} named by this event ({naming(event.state, digest)}) "
+                        f"{how}",
                     )
                 )
             self.payloads_checked += 1
