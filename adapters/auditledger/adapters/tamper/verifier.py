@@ -419,7 +419,7 @@ def _plan(
     return starts or None
 
 
-_Task = tuple[str, str, int, list[Checkpoint], int | None, int]
+_Task = tuple[str, str, int, list[Checkpoint], int | None, int, bool]
 
 
 def _walk_segments(
@@ -445,6 +445,7 @@ def _walk_segments(
             ],
             end,
             batch,
+            source.read_only,
         )
         for (position, chain_hash), end in zip(starts, ends, strict=True)
     ]
@@ -482,12 +483,12 @@ def _walk_segments(
 
 def _walk_segment(task: _Task) -> ChainReport:
     """In a worker process: open the store afresh and walk one segment."""
-    with RawLog.open(task[0]) as source, no_cyclic_gc():
+    with RawLog.open(task[0], read_only=task[6]) as source, no_cyclic_gc():
         return _walk_segment_of(source, task)
 
 
 def _walk_segment_of(source: RawLog, task: _Task) -> ChainReport:
-    _, chain_hash, position, checkpoints, until, batch = task
+    _, chain_hash, position, checkpoints, until, batch, _ = task
     walk = _Walk(source, list(checkpoints), bytes.fromhex(chain_hash), position)
     walk.sealed_position = position
     try:
