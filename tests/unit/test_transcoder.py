@@ -62,6 +62,7 @@ flat_states = st.dictionaries(
         st.floats(),  # NaN, infinities, subnormals, tiny and huge: orjson spells some apart
         st.integers(min_value=-(2**70), max_value=2**70),  # orjson stops at 64 bits
         st.datetimes(timezones=st.none() | st.timezones()),
+        st.lists(st.text(), max_size=4).map(tuple),  # a call's attachment_hashes
     ),
     max_size=16,
 )
@@ -82,6 +83,11 @@ def test_the_events_a_state_records_take_the_fast_path_and_keep_the_library_byte
     digest = "a" * 64
     state.record_call(
         CallFacts(call_type="llm", status="success", request_hash=digest, latency_ms=12.5)
+    )
+    state.record_call(
+        CallFacts(
+            call_type="http", status="success", request_hash=digest, attachment_hashes=(digest,)
+        )
     )
     state.complete(None)
     ours = _ours()

@@ -225,6 +225,7 @@ class Ledger:
         parent_type, parent_id = self._call_parent(state_id, operation_id)
         request_payload = Payload.of_json(request, "request")
         response_payload = None if response is None else Payload.of_json(response, "response")
+        attached = checked_attachments(attachments)
         facts = CallFacts(
             call_type=call_type,
             status=(ERROR if error is not None else SUCCESS) if status is None else status,
@@ -235,8 +236,9 @@ class Ledger:
             started_at=started_at,
             summary_json=None if summary is None else canonical_text(summary, "summary"),
             call_id=call_id,
+            attachment_hashes=tuple(dict.fromkeys(item.digest for item in attached)),
         )  # validated by the parent before its event exists
-        payloads = [request_payload, *checked_attachments(attachments)]
+        payloads = [request_payload, *attached]
         if response_payload is not None:
             payloads.append(response_payload)
         return self.writes.change(

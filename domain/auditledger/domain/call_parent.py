@@ -52,6 +52,7 @@ class CallFacts:
     started_at: datetime | None = None
     summary_json: str | None = None
     call_id: str | None = None
+    attachment_hashes: tuple[str, ...] = ()
 
     def validated(self) -> CallFacts:
         require_name("call_type", self.call_type, max_length=64)
@@ -64,6 +65,12 @@ class CallFacts:
         optional_inline("summary", self.summary_json)
         if self.call_id is not None:
             require_name("call_id", self.call_id, max_length=200)
+        if not isinstance(self.attachment_hashes, tuple):
+            raise InvalidArgument(
+                "attachment_hashes", type(self.attachment_hashes).__name__, "a tuple of digests"
+            )
+        for digest in self.attachment_hashes:
+            require_digest("attachment_hashes", digest)
         if self.status == ERROR and self.error_json is None and self.response_hash is None:
             raise InvalidArgument("error", None, "an error call records an error or a response")
         return self
@@ -92,6 +99,10 @@ class CallRecordedEvent(Aggregate.Event):
     latency_ms: float | None
     started_at: datetime | None
     summary_json: str | None
+    attachment_hashes: tuple[str, ...] = ()
+    """The digests of the call's attachments (its HTTP bodies and parts, raw lines): named
+    here so the hash chain, which covers this event's bytes, covers their bytes too. Events
+    recorded before the field existed decode with ()."""
 
     def apply(self, aggregate: Any) -> None:
         aggregate.call_count = self.call_index + 1
@@ -193,6 +204,7 @@ class CallParent:
             latency_ms=facts.latency_ms,
             started_at=facts.started_at,
             summary_json=facts.summary_json,
+            attachment_hashes=facts.attachment_hashes,
         )
         return index
 

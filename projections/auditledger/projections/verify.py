@@ -10,13 +10,15 @@ fresh landscape up to the live position in a shadow and compares every row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
 
 from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
+from auditledger.domain.call_parent import CallRecordedEvent
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.domain.lifecycle import OPEN
 from auditledger.domain.payload_status import PayloadStatus, check
@@ -161,19 +163,18 @@ def batches_linked(conn: Connection, land: Landscape) -> Check:
     return _check("every executing or finished batch is linked to an existing state", checked, bad)
 
 
-def payload_refs(conn: Connection, land: Landscape, payloads: PayloadReader) -> Check:
-    calls = land[tables.calls]
-    refs = union_all(
-        select(calls.c.call_id, literal("request").label("part"), calls.c.request_ref.label("ref")),
-        select(
-            calls.c.call_id, literal("response").label("part"), calls.c.response_ref.label("ref")
-        ).where(calls.c.response_ref.is_not(None)),
-    ).subquery()
+def payload_refs(
+    conn: Connection, land: Landscape, payloads: PayloadReader, source: EventSource | None = None
+) -> Check:
+    """Every request, response and (read from the log, given a source) attachment a projected
+    call names: present or purged, and hashing to its digest."""
     checked = 0
     bad: list[str] = []
     seen: dict[str, str | None] = {}
-    result = conn.execute(select(refs.c.call_id, refs.c.part, refs.c.ref))
-    for rows in result.partitions(_REFS_AT_ONCE):  # the bytes of one chunk in memory at a time
+    chunks = _call_refs(conn, land)
+    if source is not None:
+        chunks = chain(chunks, _attachment_refs(conn, land, source))
+    for rows in chunks:  # the bytes of one chunk in memory at a time
         stored = payloads.read_many({ref for _, _, ref in rows if ref not in seen})
         seen.update((ref, _payload_problem(ref, *found)) for ref, found in stored.items())
         for call_id, part, ref in rows:
@@ -184,6 +185,42 @@ def payload_refs(conn: Connection, land: Landscape, payloads: PayloadReader) -> 
 
 
 _REFS_AT_ONCE = 500
+_Refs = Iterator[Sequence[tuple[str, str, str]]]
+
+
+def _call_refs(conn: Connection, land: Landscape) -> _Refs:
+    calls = land[tables.calls]
+    refs = union_all(
+        select(calls.c.call_id, literal("request").label("part"), calls.c.request_ref.label("ref")),
+        select(
+            calls.c.call_id, literal("response").label("part"), calls.c.response_ref.label("ref")
+        ).where(calls.c.response_ref.is_not(None)),
+    ).subquery()
+    result = conn.execute(select(refs.c.call_id, refs.c.part, refs.c.ref))
+    for rows in result.partitions(_REFS_AT_ONCE):
+        yield [(call_id, part, ref) for call_id, part, ref in rows]
+
+
+def _attachment_refs(conn: Connection, land: Landscape, source: EventSource) -> _Refs:
+    """The attachment digests of the calls up to the landscape's position, from the log (the
+    landscape keeps no attachments). An undecodable event is passed over: `projectable` and
+    the rebuild diff name it."""
+    stop = read_position(conn, land)
+    after = 0
+    while after < stop:
+        try:
+            events = source.read(after, _REFS_AT_ONCE, stop)
+            last = events[-1][0] if events else stop
+        except UndecodableEvent as error:
+            events = source.read(after, _REFS_AT_ONCE, error.position - 1)
+            last = error.position
+        yield [
+            (event.call_id, "attachment", digest)
+            for _, event in events
+            if isinstance(event, CallRecordedEvent)
+            for digest in event.attachment_hashes
+        ]
+        after = last
 
 
 def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
@@ -298,7 +335,7 @@ def verify(
     with engine.connect() as conn:
         for check in ROW_CHECKS:
             report.add(check(conn, live))
-        report.add(payload_refs(conn, live, payloads))
+        report.add(payload_refs(conn, live, payloads, source))
         report.add(position(conn, live, source.last_position(), strict=strict))
         report.add(skipped(conn, strict=strict))
         conn.commit()

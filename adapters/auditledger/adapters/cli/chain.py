@@ -21,6 +21,7 @@ from auditledger.adapters.cli.common import (
     fail,
     one_line_errors,
 )
+from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.tamper.chain_format import ChainReport, Checkpoint, parse_checkpoints
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
 from auditledger.adapters.tamper.raw_log import LogSource
@@ -38,6 +39,14 @@ KeyFileOption = Annotated[
 HmacEnvOption = Annotated[
     str | None,
     typer.Option("--hmac-key-env", help="environment variable holding an HMAC secret"),
+]
+ReadOnlyOption = Annotated[
+    bool,
+    typer.Option(
+        "--read-only",
+        help="open the store so that nothing in it can change (an auditor's copy); "
+        "automatic when its directory cannot be written",
+    ),
 ]
 CheckpointFiles = Annotated[
     list[Path] | None,
@@ -115,9 +124,24 @@ def verify_chain_command(
     ] = None,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
+    read_only: ReadOnlyOption = False,
 ) -> None:
     """Recompute the hash chain from the raw tables; report the first broken position."""
-    raise typer.Exit(run_verify_chain(store, checkpoint_files or [], trust, key_file, hmac_key_env))
+    code = run_verify_chain(
+        store,
+        checkpoint_files or [],
+        trust,
+        key_file,
+        hmac_key_env,
+        read_only=read_only_wanted(store, read_only),
+    )
+    raise typer.Exit(code)
+
+
+def read_only_wanted(store: str, asked: bool) -> bool:
+    """--read-only, or a SQLite store whose directory cannot be written."""
+    with one_line_errors():
+        return asked or StoreSettings.parse(store).on_read_only_media
 
 
 def run_verify_chain(
@@ -127,13 +151,15 @@ def run_verify_chain(
     key_file: Path | None = None,
     hmac_key_env: str | None = None,
     until: int | None = None,
+    *,
+    read_only: bool = False,
 ) -> int:
     """What `verify --chain` runs: prints the outcome, returns the exit code (0 = holds)."""
     with one_line_errors():
         key = read_key(key_file, hmac_key_env)
         checkpoints = [c for path in checkpoint_files for c in _read_checkpoints(path)]
         trusted = _read_checkpoints(trust)[-1] if trust is not None else None
-        with LogSource.open(store) as source:
+        with LogSource.open(store, read_only=read_only) as source:
             report = verify_chain(
                 source,
                 checkpoints,

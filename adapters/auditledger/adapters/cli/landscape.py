@@ -11,9 +11,11 @@ import csv
 import json
 import signal
 import sys
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -26,7 +28,9 @@ from auditledger.adapters.cli.chain import (
     CheckpointFiles,
     HmacEnvOption,
     KeyFileOption,
+    ReadOnlyOption,
     export_checkpoint,
+    read_only_wanted,
     run_verify_chain,
 )
 from auditledger.adapters.cli.common import (
@@ -35,9 +39,13 @@ from auditledger.adapters.cli.common import (
     console,
     err_console,
     fail,
+    one_line_errors,
     opened,
 )
+from auditledger.adapters.landscape.read_only import ReadOnlyLandscape
 from auditledger.adapters.ledger import Ledger
+from auditledger.adapters.storage.settings import StoreSettings
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.projections.queries import CallView, Explanation, StateView
 from auditledger.projections.verify import Check, VerifyReport
@@ -69,6 +77,37 @@ def register(app: typer.Typer) -> None:
 def existing_ledger(store: str, landscape: str | None = None) -> AbstractContextManager[Ledger]:
     """Open a ledger that already exists; every failure is one line and exit 2."""
     return opened(store, landscape, existing=True)
+
+
+def _landscape_of(
+    store: str, landscape: str | None, read_only: bool
+) -> AbstractContextManager[Ledger | ReadOnlyLandscape]:
+    return read_only_landscape(store, landscape) if read_only else existing_ledger(store, landscape)
+
+
+@contextmanager
+def read_only_landscape(store: str, landscape: str | None) -> Iterator[ReadOnlyLandscape]:
+    """The store read through read-only URIs, its landscape copied into memory; every
+    failure is one line and exit 2."""
+    with one_line_errors():
+        settings = StoreSettings.parse(store)
+        if settings.kind != "sqlite":
+            raise fail(
+                "--read-only verify and explain read a SQLite store directory (a copy of "
+                "one); on PostgreSQL, connect as a role that cannot write"
+            )
+        if landscape is not None and not landscape.startswith("sqlite:///"):
+            raise fail("--read-only takes a SQLite --landscape (sqlite:///FILE) or none")
+        landscape_file = (
+            Path(landscape[len("sqlite:///") :])
+            if landscape is not None
+            else settings.sqlite_file("landscape")
+        )
+        with (
+            RawLog.open(store, read_only=True) as log,
+            ReadOnlyLandscape(log, landscape_file) as view,
+        ):
+            yield view
 
 
 class _Rate(ProgressColumn):
@@ -199,15 +238,22 @@ def verify(
             "--strict", help="a flagged finding (landscape behind the log, a skip) fails too"
         ),
     ] = False,
+    read_only: ReadOnlyOption = False,
 ) -> None:
     """Check the landscape's invariants; exit 0 only if every check passes.
 
-    A landscape behind the log and skipped events are flagged, not failed, unless --strict."""
+    A landscape behind the log and skipped events are flagged, not failed, unless --strict.
+    --read-only: nothing in the store changes; the landscape is checked in a copy in memory
+    (built from the log when the store has none)."""
+    read_only = read_only_wanted(store, read_only)
     chain_code = 0
     if chain or checkpoint:  # first: it reads raw bytes, so it reports even undecodable events
-        chain_code = run_verify_chain(store, checkpoint or [], None, key_file, hmac_key_env)
-    with existing_ledger(store, landscape) as ledger:
-        if catch_up_first:
+        chain_code = run_verify_chain(
+            store, checkpoint or [], None, key_file, hmac_key_env, read_only=read_only
+        )
+    with _landscape_of(store, landscape, read_only) as ledger:
+        unbuilt = isinstance(ledger, ReadOnlyLandscape) and not ledger.had_landscape
+        if catch_up_first or unbuilt:
             try:
                 ledger.catch_up()
             except (ProjectionStuck, UndecodableEvent) as stuck:  # a finding, reported below
@@ -255,11 +301,12 @@ def explain(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable JSON")] = False,
     store: StoreOption = DEFAULT_STORE,
     landscape: LandscapeOption = None,
+    read_only: ReadOnlyOption = False,
 ) -> None:
     """The lineage of a state, token or run: states, calls, payloads, batches."""
     if sum(v is not None for v in (state, token, run)) != 1:
         raise fail("name exactly one of --state ID, --token ID, --run ID")
-    with existing_ledger(store, landscape) as ledger:
+    with _landscape_of(store, landscape, read_only_wanted(store, read_only)) as ledger:
         found = ledger.explain(state_id=state, token_id=token, run_id=run)
     if as_json:
         sys.stdout.write(found.model_dump_json(indent=2) + "\n")

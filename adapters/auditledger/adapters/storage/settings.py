@@ -6,6 +6,10 @@
   and ``landscape.sqlite3`` (older directories: docs/architecture.md, "Storage layout").
 - ``postgresql://user[:password]@host[:port]/db``: one database holds all three.
 
+Read-only use (an auditor's copy): `verify`, `verify-chain` and `explain` take --read-only,
+and use it by themselves when the directory cannot be written (`on_read_only_media`); the
+files are then opened with SQLite's read-only URIs (engines.read_only_uri).
+
 Options go in the query: ``?lock_timeout=SECONDS`` (a whole number >= 1, default 60) is how
 long a write or read waits for a lock another connection holds (the events table on
 PostgreSQL, the file on SQLite) before it fails with StoreError (LockTimeout on PostgreSQL).
@@ -13,6 +17,7 @@ PostgreSQL, the file on SQLite) before it fails with StoreError (LockTimeout on 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
@@ -131,6 +136,15 @@ class StoreSettings:
                 return True
             return _has_payload_table(self._file("events"))
         return self.kind == "postgresql"
+
+    @property
+    def on_read_only_media(self) -> bool:
+        """Whether a SQLite store's directory cannot be written (read-only media, a copy
+        made read-only for an auditor): its commands must then open it read-only."""
+        if self.kind != "sqlite":
+            return False
+        assert self.directory is not None
+        return self.directory.is_dir() and not os.access(self.directory, os.W_OK)
 
     def sqlite_file(self, purpose: Literal["events", "payloads", "landscape"]) -> Path:
         """The file of a SQLite store that holds `purpose` (the payloads may be the events')."""

@@ -2,10 +2,11 @@
 
 eventsourcing's JSONTranscoder builds a new stdlib encoder for every event and calls back
 into Python for every UUID and datetime, a large share of recording an event. Our
-events are flat (strings, integers, floats, booleans, None, UUIDs, datetimes), so here a
-flat state has its UUIDs and datetimes turned into the library's {"_type_", "_data_"}
-objects and goes through orjson, whose output for such a state is the library's
-own bytes: same key order, same separators, same string escapes, same float digits. What
+events are flat (strings, integers, floats, booleans, None, UUIDs, datetimes, tuples of
+strings), so here a flat state has its UUIDs and datetimes turned into the library's
+{"_type_", "_data_"} objects and goes through orjson, whose output for such a state
+is the library's own bytes: same key order, same separators, same string escapes, same
+float digits. What
 orjson would spell differently (floats below 1e-4, NaN, infinities), what it refuses
 (integers beyond 64 bits, lone surrogates) and anything not flat goes through the
 library's encoder instead. A property test holds the two to the same bytes. Decoding is
@@ -49,6 +50,8 @@ class LedgerTranscoder(JSONTranscoder):
             kind = type(value)
             if kind in _PLAIN:
                 continue
+            if kind is tuple and all(type(item) is str for item in value):
+                continue  # a call's attachment_hashes: a list of strings either way
             if kind is float:
                 if value == 0.0 or 1e-4 <= abs(value) < math.inf:
                     continue

@@ -17,7 +17,9 @@ text is taken as it is, so an altered id never hashes like the original.
 
 The payload hashes are fields of the stored state, so the chain also covers payload bytes:
 whoever checks `sha256(bytes) == digest` for each digest an event names has checked them.
-Nothing here does I/O.
+A digest is named by a field ending `_hash` or `_ref`, or listed in a field ending `_hashes`
+(a call's `attachment_hashes`: its HTTP bodies, multipart parts, raw lines), so every byte
+the ledger stores for a call is under the chain. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ _HEAD = struct.Struct(">32sQQ")
 _LEN = struct.Struct(">Q")
 _TAIL = struct.Struct(">QQ")
 _DIGEST_FIELD = re.compile(rb'"[a-z_]*_(?:hash|ref)":"([0-9a-f]{64})"')
+_DIGEST_LIST = re.compile(rb'"[a-z_]*_hashes":\[((?:"[0-9a-f]{64}",?)*)\]')
+_LISTED = b'_hashes":["'
+_HEX = re.compile(rb"[0-9a-f]{64}")
+_NAMING_FIELD = rb'"([a-z_]*_(?:hash|ref))":"%s"|"([a-z_]*_hashes)":\[(?:"[0-9a-f]{64}",)*"%s"'
+_CALL_ID = re.compile(rb'"call_id":"((?:[^"\\]|\\.)*)"')
 
 
 def originator_text(originator_id: object) -> str:
@@ -69,14 +76,33 @@ def link(
 
 
 def payload_digests(state: bytes) -> set[str]:
-    """The payload digests an event's stored state names (fields ending _hash or _ref)."""
-    return {match.decode("ascii") for match in _DIGEST_FIELD.findall(state)}
+    """The payload digests an event's stored state names (fields ending _hash or _ref, and
+    the lists in fields ending _hashes)."""
+    return {match.decode("ascii") for match in _named(state)}
 
 
 def digests_in(states: Iterable[bytes]) -> list[str]:
-    """Every payload digest the given states name, in order, repeats included."""
+    """Every payload digest the given states name, repeats included (single fields first)."""
     joined = b"\x00".join(states)
-    return [match.decode("ascii") for match in _DIGEST_FIELD.findall(joined)]
+    return [match.decode("ascii") for match in _named(joined)]
+
+
+def _named(data: bytes) -> list[bytes]:
+    found: list[bytes] = _DIGEST_FIELD.findall(data)
+    if _LISTED in data:  # the common event names no list: one substring test, no second scan
+        for listed in _DIGEST_LIST.findall(data):
+            found.extend(_HEX.findall(listed))
+    return found
+
+
+def naming(state: bytes, digest: str) -> str:
+    """Which field of an event names a digest, and the call's id when the event is a call:
+    'attachment_hashes of call 3f2...', 'request_hash', ... (for a finding's words)."""
+    escaped = re.escape(digest.encode("ascii"))
+    field = re.search(_NAMING_FIELD % (escaped, escaped), state)
+    name = next((g.decode("ascii") for g in field.groups() if g), "a field") if field else "a field"
+    call = _CALL_ID.search(state)
+    return f"{name} of call {call.group(1).decode('utf-8', 'replace')}" if call else name
 
 
 FindingKind = Literal[

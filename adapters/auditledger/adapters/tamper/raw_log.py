@@ -70,11 +70,14 @@ class RawLog:
     payloads_engine: Engine
     events_table: str
     position_column: str
+    read_only: bool = False
     # tables seen to exist (a table that exists stays): looked up once, not once per batch
     _present: set[tuple[int, str]] = field(default_factory=set, init=False, repr=False)
 
     @classmethod
-    def open(cls, url: str) -> RawLog:
+    def open(cls, url: str, *, read_only: bool = False) -> RawLog:
+        """read_only: every file opened so that nothing can be written, nor created beside
+        it (an auditor's copy); sealing is then refused by the database."""
         settings = StoreSettings.parse(url)
         if settings.kind == "memory":
             raise StoreError(
@@ -86,14 +89,16 @@ class RawLog:
             events_file = settings.sqlite_file("events")
             if not events_file.is_file():
                 raise StoreError(f"store {url!r}: no event log at {events_file}")
-            events = build_engine(f"sqlite:///{events_file.as_posix()}")
+            events = build_engine(f"sqlite:///{events_file.as_posix()}", read_only=read_only)
             if settings.payloads_with_events:
-                return cls(url, events, events, "stored_events", "rowid")
+                return cls(url, events, events, "stored_events", "rowid", read_only)
             payload_file = settings.sqlite_file("payloads")
-            payload_engine = build_engine(f"sqlite:///{payload_file.as_posix()}")
-            return cls(url, events, payload_engine, "stored_events", "rowid")
-        engine = build_engine(settings.postgres_url())
-        return cls(url, engine, engine, "auditledger_events", "notification_id")
+            payload_engine = build_engine(
+                f"sqlite:///{payload_file.as_posix()}", read_only=read_only
+            )
+            return cls(url, events, payload_engine, "stored_events", "rowid", read_only)
+        engine = build_engine(settings.postgres_url(), read_only=read_only)
+        return cls(url, engine, engine, "auditledger_events", "notification_id", read_only)
 
     def close(self) -> None:
         self.events_engine.dispose()
@@ -150,6 +155,14 @@ class RawLog:
                 for position, topic, originator, version, state in rows
             ]
             after = rows[-1][0]
+
+    def last_position(self) -> int:
+        """The position of the last stored event (0 when the log is empty)."""
+        if not self.has_table(self.events_engine, self.events_table):
+            return 0
+        statement = f"SELECT max({self.position_column}) FROM {self.events_table}"
+        rows = self._fetch(self.events_engine, statement, {}, "reading the event log")
+        return int(rows[0][0] or 0)
 
     def nth_position(self, after: int, n: int) -> int | None:
         """The position of the n-th stored event after a position (n >= 1), if there is one."""

@@ -37,6 +37,7 @@ from auditledger.adapters.tamper.chain_format import (
     Finding,
     digests_in,
     link,
+    naming,
     payload_digests,
 )
 from auditledger.adapters.tamper.raw_log import ChainEntry, RawEvent, RawLog, no_cyclic_gc
@@ -193,7 +194,8 @@ class _Walk:
                     Finding(
                         event.position,
                         "payload-tampered",
-                        f"payload {digest} named by this event: its bytes hash to {actual}",
+                        f"payload {digest} named by this event ({naming(event.state, digest)}): "
+                        f"its bytes hash to {actual}",
                     )
                 )
             if status is PayloadStatus.MISSING:
@@ -202,7 +204,8 @@ class _Walk:
                     Finding(
                         event.position,
                         "payload-missing",
-                        f"payload {digest} named by this event {how}",
+                        f"payload {digest} named by this event ({naming(event.state, digest)}) "
+                        f"{how}",
                     )
                 )
             self.payloads_checked += 1
@@ -416,7 +419,7 @@ def _plan(
     return starts or None
 
 
-_Task = tuple[str, str, int, list[Checkpoint], int | None, int]
+_Task = tuple[str, str, int, list[Checkpoint], int | None, int, bool]
 
 
 def walk_segments(
@@ -442,6 +445,7 @@ def walk_segments(
             ],
             end,
             batch,
+            source.read_only,
         )
         for (position, chain_hash), end in zip(starts, ends, strict=True)
     ]
@@ -479,12 +483,12 @@ def walk_segments(
 
 def _walk_segment(task: _Task) -> ChainReport:
     """In a worker process: open the store afresh and walk one segment."""
-    with RawLog.open(task[0]) as source, no_cyclic_gc():
+    with RawLog.open(task[0], read_only=task[6]) as source, no_cyclic_gc():
         return _walk_segment_of(source, task)
 
 
 def _walk_segment_of(source: RawLog, task: _Task) -> ChainReport:
-    _, chain_hash, position, checkpoints, until, batch = task
+    _, chain_hash, position, checkpoints, until, batch, _ = task
     walk = _Walk(source, list(checkpoints), bytes.fromhex(chain_hash), position)
     walk.sealed_position = position
     try:
