@@ -13,12 +13,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli as run
 from sqlalchemy import text
 
 from auditledger.adapters.storage.engines import build_engine
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import StoreError
+from tests.support.cli_runner import run_cli as run
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chain_support import RawStore
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.tamper.purge import purge_payloads
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.verifier import verify_chain
+from tests.support.chain_support import RawStore
 
 PROMPT = b'{"prompt": "the whole prompt, an attachment"}'
 COMPLETION = b'{"completion": "the whole completion, an attachment"}'
