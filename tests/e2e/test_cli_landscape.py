@@ -77,7 +77,13 @@ def test_export_writes_every_row_of_the_run_as_jsonl_or_csv(store: str) -> None:
     assert landscape_rows[2]["row"]["call_index"] == 0
     table = cli("export", "--run", run_id, "--format", "csv", "--store", store)
     records = list(csv.DictReader(io.StringIO(table.stdout)))
-    assert [r["table"] for r in records] == ["runs", "node_states", "calls", "calls"]
+    assert [r["table"] for r in records] == [r["table"] for r in rows]  # the same records
+    assert records[-1]["table"] == "checkpoint"
+    sealed = json.loads(records[-1]["checkpoint_json"])
+    assert (sealed["position"], sealed["chain_hash"]) == (
+        rows[-1]["row"]["position"],
+        rows[-1]["row"]["chain_hash"],
+    )
     assert records[2]["call_index"] == "0"
 
 
@@ -126,3 +132,17 @@ def test_a_missing_postgres_database_is_one_clear_line(postgres_server: str) -> 
     assert result.returncode == 2
     assert 'database "auditledger_does_not_exist" does not exist' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_explain_of_a_row_edited_below_its_check_is_one_line_naming_the_rule(
+    store: str, tmp_path: Path
+) -> None:
+    _, state = record(store)
+    assert cli("catch-up", "--store", store).returncode == 0
+    with sqlite3.connect(tmp_path / "ledger" / "landscape.sqlite3") as conn:
+        conn.execute("PRAGMA ignore_check_constraints=ON")
+        conn.execute("UPDATE node_states SET completed_at = NULL")
+    refused = cli("explain", "--state", state, "--store", store)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert f"landscape row node_states state_id={state}" in refused.stderr
+    assert "ck_node_states_completed_at" in refused.stderr

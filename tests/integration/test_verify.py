@@ -59,7 +59,8 @@ def test_an_honest_landscape_passes_every_check(demo_ledger: Ledger) -> None:
             id="a deleted call row",
         ),
         pytest.param(
-            "UPDATE node_states SET status = 'open' WHERE state_id = "
+            "UPDATE node_states SET status = 'open', completed_at = NULL, duration_ms = NULL "
+            "WHERE state_id = "
             "(SELECT MIN(state_id) FROM node_states WHERE status = 'completed')",
             {REBUILD, OPEN},
             id="a state forced back to open",
@@ -99,7 +100,13 @@ def test_a_purged_payload_is_not_a_failure(demo_ledger: Ledger) -> None:
 
 
 def test_a_landscape_behind_the_log_is_flagged_not_failed(demo_ledger: Ledger) -> None:
-    landscape_sql(demo_ledger, "UPDATE projection_positions SET position = position - 5")
+    # Five events recorded after the catch-up (rewinding the position instead would re-apply
+    # old events over newer rows, e.g. a pending over a completed state: the CHECKs refuse it)
+    run_id = demo_ledger.begin_run(config={"later": True})
+    state = demo_ledger.open_state(run_id=run_id, token_id="late", node_id="n", step_index=0)
+    demo_ledger.record_call(state, call_type="llm", request={"late": 1}, response={})
+    demo_ledger.complete_state(state)
+    demo_ledger.complete_run(run_id)
     report = demo_ledger.verify(diff=False)
     position = next(c for c in report.checks if c.name == POSITION)
     assert position.passed and position.flagged

@@ -279,3 +279,17 @@ class UndecodableEvent(StoreError):
             f"the event at position {position} ({topic}) cannot be decoded: {reason}; "
             "the log may have been altered: run `auditledger verify --chain`"
         )
+
+
+class LandscapeCorrupt(LedgerError):
+    """A landscape row that breaks a landscape invariant: reads refuse to serve it."""
+
+    def __init__(self, table: str, key: str, rule: str) -> None:
+        self.table = table
+        self.key = key
+        self.rule = rule
+        super().__init__(
+            f"landscape row {table} {key} breaks a landscape invariant ({rule}): it is not "
+            "served. The row was changed below the ledger; the log still holds the truth: "
+            "`auditledger verify` shows the difference, `auditledger rebuild` restores it"
+        )

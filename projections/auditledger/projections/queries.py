@@ -1,11 +1,18 @@
 """Reads of the landscape: the lineage of a run, a token or a state, and a run's rows.
 
-explain returns pydantic models: run -> its states in step order -> each state's calls with
-status, latency and payload availability -> the batches a state executed and their members.
+explain returns pydantic models: run -> its states in step order (with their input, output
+and context refs) -> each state's calls with status, latency, payload availability and llm
+summary -> the batches a state executed, the state that executed each, and each member's
+result call.
+
+Reads fail closed: every row explain or run_rows serves is checked against the landscape's
+row invariants (invariants.py); a row that breaks one is LandscapeCorrupt naming the table,
+the row's key and the rule, and nothing of the answer is served.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -13,15 +20,26 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import Connection, Select, Table, or_, select
 
-from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState, UnknownToken
+from auditledger.domain.errors import (
+    InvalidArgument,
+    LandscapeCorrupt,
+    UnknownRun,
+    UnknownState,
+    UnknownToken,
+)
 
 from . import tables
+from .invariants import broken
 from .schema import Landscape, chunked
 
 # digest -> its PayloadStatus (present, purged or missing) for each payload ref asked, in one go
 # (PayloadStore.statuses). The views below take their columns straight from the landscape
 # rows (pydantic ignores the columns a view does not show).
 Availability = Callable[[Iterable[str]], Mapping[str, str]]
+
+MEMBER_CUSTOM_ID = "{batch_id}:{ordinal}"
+"""The summary's custom_id of a batch member's result call (docs/calls.md: the Batch API
+line of member n of a batch is custom_id "<batch_id>:<n>")."""
 
 
 class CallView(BaseModel):
@@ -31,16 +49,34 @@ class CallView(BaseModel):
     status: str
     latency_ms: float | None
     request_hash: str
+    request_ref: str
     request_payload: str
     response_hash: str | None
+    response_ref: str | None
     response_payload: str | None
     error_json: str | None
     created_at: datetime
+    summary: Any = None
+    """The llm summary as recorded (model, tokens, service_tier, via_batch, ...), or None."""
+
+
+class StateRef(BaseModel):
+    """The state that executed a batch, as a batch names it."""
+
+    state_id: str
+    token_id: str
+    node_id: str
+    step_index: int
+    attempt: int
+    status: str
 
 
 class MemberView(BaseModel):
     token_id: str
     ordinal: int
+    result_call: CallView | None = None
+    """The call on the executing state that carries this member's result (its summary's
+    custom_id is MEMBER_CUSTOM_ID), or None when there is none (yet)."""
 
 
 class BatchView(BaseModel):
@@ -51,6 +87,7 @@ class BatchView(BaseModel):
     status: str
     created_at: datetime
     completed_at: datetime | None
+    executed_by: StateRef | None = None
     members: list[MemberView]
 
 
@@ -62,13 +99,22 @@ class StateView(BaseModel):
     attempt: int
     status: str
     input_hash: str | None
+    input_payload: str | None = None
     output_hash: str | None
+    output_payload: str | None = None
+    context_hash: str | None = None
+    """node_states.context_hash, shown once the landscape has that column (None before)."""
+    context_payload: str | None = None
     error_json: str | None
     started_at: datetime
     completed_at: datetime | None
     duration_ms: float | None
     calls: list[CallView]
     batches: list[BatchView]
+
+
+STATE_REFS = ("input", "output", "context")
+"""The payload refs of a state: `<name>_hash` columns, shown with `<name>_payload`."""
 
 
 class OperationView(BaseModel):
@@ -96,6 +142,23 @@ class RunView(BaseModel):
 
 class Explanation(BaseModel):
     runs: list[RunView]
+
+
+def served(table: Table, row: Any) -> Any:
+    """`row` of `table` if it keeps every row invariant; LandscapeCorrupt otherwise."""
+    values = row._mapping
+    rule = broken(table.name, values)
+    if rule is not None:
+        raise LandscapeCorrupt(table.name, _key(table, values), str(rule))
+    return row
+
+
+def _key(table: Table, values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{c.name}={values[c.name]}" for c in table.primary_key.columns)
+
+
+def _rows(conn: Connection, table: Table, query: Select[Any]) -> list[Any]:
+    return [served(table, row) for row in conn.execute(query)]
 
 
 def explain(
@@ -129,7 +192,7 @@ def explain(
         state_query = state_query.where(states.c.token_id == token_id)
         member_of = select(members.c.batch_id).where(members.c.token_id == token_id)
         extra_batches = select(batches).where(batches.c.batch_id.in_(member_of))
-    found = conn.execute(state_query).all() if run_id is None else []
+    found = _rows(conn, states, state_query) if run_id is None else []
     if run_id is not None:
         run_ids = [run_id]
     else:
@@ -138,14 +201,14 @@ def explain(
             run_ids += [r.run_id for r in conn.execute(extra_batches) if r.run_id not in run_ids]
     views: list[RunView] = []
     for rid in run_ids:
-        run = conn.execute(select(runs).where(runs.c.run_id == rid)).first()
+        run = next(iter(_rows(conn, runs, select(runs).where(runs.c.run_id == rid))), None)
         if run is None:
             continue
         scope_batches: Select[Any] | None
         if run_id is not None:
-            run_states = conn.execute(
-                select(states).where(states.c.run_id == rid).order_by(*order)
-            ).all()
+            run_states = _rows(
+                conn, states, select(states).where(states.c.run_id == rid).order_by(*order)
+            )
             scope_batches = select(batches).where(batches.c.run_id == rid)
             operations = _operations(conn, land, rid, availability)
         else:
@@ -162,9 +225,10 @@ def explain(
                 land,
                 [
                     b
-                    for b in conn.execute(scope_batches.order_by(batches.c.created_at))
+                    for b in _rows(conn, batches, scope_batches.order_by(batches.c.created_at))
                     if b.aggregation_state_id not in shown
                 ],
+                availability,
             )
             if scope_batches is not None
             else []
@@ -188,16 +252,28 @@ def _grouped(
     grouped: dict[str, list[Any]] = {}
     for chunk in chunked(ids):
         query = select(table).where(table.c[column].in_(chunk)).order_by(table.c[column], order)
-        for row in conn.execute(query):
+        for row in _rows(conn, table, query):
             grouped.setdefault(row._mapping[column], []).append(row)
     return grouped
 
 
-def _call_view(r: Any, availability: Mapping[str, str]) -> CallView:
+def _summary(table: Table, r: Any) -> Any:
+    if r.summary_json is None:
+        return None
+    try:
+        return json.loads(r.summary_json)
+    except ValueError:
+        raise LandscapeCorrupt(
+            table.name, _key(table, r._mapping), "summary_json is JSON (the ledger wrote it so)"
+        ) from None
+
+
+def _call_view(table: Table, r: Any, availability: Mapping[str, str]) -> CallView:
     return CallView(
         **r._mapping,
         request_payload=availability[r.request_ref],
         response_payload=None if r.response_ref is None else availability[r.response_ref],
+        summary=_summary(table, r),
     )
 
 
@@ -213,19 +289,52 @@ def _calls_of(
     refs = {ref for rs in rows.values() for r in rs for ref in (r.request_ref, r.response_ref)}
     refs.discard(None)
     status = availability(refs)
-    return {parent: [_call_view(r, status) for r in rs] for parent, rs in rows.items()}
+    return {parent: [_call_view(calls, r, status) for r in rs] for parent, rs in rows.items()}
 
 
-def _batch_views(conn: Connection, land: Landscape, rows: list[Any]) -> list[BatchView]:
-    members = land[tables.batch_members]
+def _batch_views(
+    conn: Connection,
+    land: Landscape,
+    rows: list[Any],
+    availability: Availability,
+    calls_of: Mapping[str, list[CallView]] | None = None,
+) -> list[BatchView]:
+    members, states = land[tables.batch_members], land[tables.node_states]
     members_of = _grouped(conn, members, "batch_id", [b.batch_id for b in rows], members.c.ordinal)
+    executors = list(dict.fromkeys(b.aggregation_state_id for b in rows if b.aggregation_state_id))
+    executed_by = {
+        sid: StateRef(**found[0]._mapping)
+        for sid, found in _grouped(conn, states, "state_id", executors, states.c.state_id).items()
+    }
+    known = dict(calls_of or {})
+    missing = [sid for sid in executors if sid not in known]
+    known.update(_calls_of(conn, land, "state_id", missing, availability))
     return [
         BatchView(
             **row._mapping,
-            members=[MemberView(**m._mapping) for m in members_of.get(row.batch_id, [])],
+            executed_by=executed_by.get(row.aggregation_state_id or ""),
+            members=[
+                MemberView(
+                    **m._mapping,
+                    result_call=_result_call(row, m, known.get(row.aggregation_state_id or "", [])),
+                )
+                for m in members_of.get(row.batch_id, [])
+            ],
         )
         for row in rows
     ]
+
+
+def _result_call(batch: Any, member: Any, calls: list[CallView]) -> CallView | None:
+    custom_id = MEMBER_CUSTOM_ID.format(batch_id=batch.batch_id, ordinal=member.ordinal)
+    return next(
+        (
+            c
+            for c in calls
+            if isinstance(c.summary, dict) and c.summary.get("custom_id") == custom_id
+        ),
+        None,
+    )
 
 
 def _state_views(
@@ -237,31 +346,48 @@ def _state_views(
     executed = _grouped(conn, batches, "aggregation_state_id", ids, batches.c.created_at)
     batch_rows = [b for row in rows for b in executed.get(row.state_id, [])]
     views_of: dict[str, list[BatchView]] = {}
-    for view in _batch_views(conn, land, batch_rows):
+    for view in _batch_views(conn, land, batch_rows, availability, calls_of):
         views_of.setdefault(view.aggregation_state_id or "", []).append(view)
+    refs = {row._mapping.get(f"{name}_hash") for row in rows for name in STATE_REFS}
+    status = availability(ref for ref in refs if ref is not None)
     return [
-        StateView(
-            **row._mapping,
-            calls=calls_of.get(row.state_id, []),
-            batches=views_of.get(row.state_id, []),
+        StateView.model_validate(
+            {
+                **row._mapping,
+                **_payloads(row._mapping, status),
+                "calls": calls_of.get(row.state_id, []),
+                "batches": views_of.get(row.state_id, []),
+            }
         )
         for row in rows
     ]
+
+
+def _payloads(values: Mapping[str, Any], status: Mapping[str, str]) -> dict[str, str | None]:
+    """`<name>_payload` (the availability of `<name>_hash`) for each ref a state has."""
+    shown: dict[str, str | None] = {}
+    for name in STATE_REFS:
+        ref = values.get(f"{name}_hash")
+        shown[f"{name}_payload"] = None if ref is None else status[ref]
+    return shown
 
 
 def _operations(
     conn: Connection, land: Landscape, run_id: str, availability: Availability
 ) -> list[OperationView]:
     ops = land[tables.operations]
-    rows = conn.execute(
-        select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id)
-    ).all()
+    rows = _rows(
+        conn,
+        ops,
+        select(ops).where(ops.c.run_id == run_id).order_by(ops.c.started_at, ops.c.operation_id),
+    )
     calls_of = _calls_of(conn, land, "operation_id", [r.operation_id for r in rows], availability)
     return [OperationView(**r._mapping, calls=calls_of.get(r.operation_id, [])) for r in rows]
 
 
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every landscape row of a run as (table name, row), table by table; streams."""
+    """Every landscape row of a run as (table name, row), table by table; streams. A row that
+    breaks a row invariant stops it with LandscapeCorrupt (what came before it was served)."""
     land = Landscape.live()
     runs, states, ops = land[tables.runs], land[tables.node_states], land[tables.operations]
     calls, batches, members = land[tables.calls], land[tables.batches], land[tables.batch_members]
@@ -298,4 +424,4 @@ def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any
     ]
     for table, query in queries:
         for row in conn.execution_options(stream_results=True).execute(query):
-            yield table.name, dict(row._mapping)
+            yield table.name, dict(served(table, row)._mapping)

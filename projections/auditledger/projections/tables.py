@@ -2,7 +2,8 @@
 
 Table and column names are a public contract: auditors write SQL against them. Foreign keys
 are real (SQLite runs with PRAGMA foreign_keys=ON), so the projection itself proves that no
-call points at a state that does not exist.
+call points at a state that does not exist. The row invariants of invariants.py are CHECK
+constraints, so the database refuses a row that breaks one.
 """
 
 from __future__ import annotations
@@ -24,11 +25,19 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from .invariants import rules_of
+
 metadata = MetaData()
 
 ID = String(36)
 DIGEST = String(64)
 WHEN = DateTime(timezone=True)
+
+
+def checks(table: str) -> list[CheckConstraint]:
+    """The table's row invariants (invariants.py) as CHECK constraints."""
+    return [CheckConstraint(rule.sql, name=rule.name) for rule in rules_of(table)]
+
 
 runs = Table(
     "runs",
@@ -39,6 +48,7 @@ runs = Table(
     Column("config_json", Text, nullable=False),
     Column("started_at", WHEN, nullable=False),
     Column("completed_at", WHEN),
+    *checks("runs"),
 )
 
 node_states = Table(
@@ -58,6 +68,7 @@ node_states = Table(
     Column("completed_at", WHEN),
     Column("duration_ms", Float),
     UniqueConstraint("token_id", "node_id", "attempt", name="uq_node_states_token_node_attempt"),
+    *checks("node_states"),
     Index("ix_node_states_run_step", "run_id", "step_index"),
 )
 
@@ -76,6 +87,7 @@ operations = Table(
     Column("completed_at", WHEN),
     Column("duration_ms", Float),
     Index("ix_operations_run", "run_id"),
+    *checks("operations"),
 )
 
 calls = Table(
@@ -103,6 +115,7 @@ calls = Table(
     ),
     UniqueConstraint("state_id", "call_index", name="uq_calls_state_index"),
     UniqueConstraint("operation_id", "call_index", name="uq_calls_operation_index"),
+    *checks("calls"),
 )
 
 batches = Table(
@@ -119,6 +132,7 @@ batches = Table(
     Column("completed_at", WHEN),
     Index("ix_batches_run", "run_id"),
     Index("ix_batches_state", "aggregation_state_id"),
+    *checks("batches"),
 )
 
 batch_members = Table(

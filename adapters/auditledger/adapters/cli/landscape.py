@@ -42,12 +42,13 @@ from auditledger.adapters.cli.common import (
     one_line_errors,
     opened,
 )
+from auditledger.adapters.cli.payload import payload_records, row_refs
 from auditledger.adapters.landscape.read_only import ReadOnlyLandscape
 from auditledger.adapters.ledger import Ledger
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
-from auditledger.projections.queries import CallView, Explanation, StateView
+from auditledger.projections.queries import BatchView, CallView, Explanation, StateView
 from auditledger.projections.verify import Check, VerifyReport
 
 LandscapeOption = Annotated[
@@ -337,6 +338,13 @@ def _state(branch: Tree, state: StateView) -> None:
         f"attempt {state.attempt} {_status(state.status)}{_ms(state.duration_ms)} "
         f"[dim]{state.state_id}[/]"
     )
+    for name, ref, found in (
+        ("input", state.input_hash, state.input_payload),
+        ("output", state.output_hash, state.output_payload),
+        ("context", state.context_hash, state.context_payload),  # once the column exists
+    ):
+        if ref is not None:
+            node.add(f"{name} {_payload(ref, found)}")
     if state.error_json:
         node.add(f"[red]error[/] {state.error_json}")
     _calls(node, state.calls)
@@ -344,26 +352,65 @@ def _state(branch: Tree, state: StateView) -> None:
         _batch(node, batch)
 
 
+def _payload(ref: str, found: str | None) -> str:
+    """A payload ref in full (for `auditledger payload REF`) and whether its bytes are there."""
+    return f"{ref} [dim]({found})[/]"
+
+
 def _calls(node: Tree, calls: list[CallView]) -> None:
     for call in calls:
-        payloads = f"request {call.request_payload} sha256:{call.request_hash[:16]}"
-        if call.response_payload is not None and call.response_hash is not None:
-            payloads += f", response {call.response_payload} sha256:{call.response_hash[:16]}"
-        line = (
-            f"call {call.call_index} {call.call_type} {_status(call.status)}"
-            f"{_ms(call.latency_ms)} ({payloads})"
-        )
-        if call.error_json:
-            line += f" [red]{call.error_json}[/]"
-        node.add(line)
+        _call(node, call)
 
 
-def _batch(node: Tree, batch: Any) -> None:
+def _call(node: Tree, call: CallView, title: str = "call") -> None:
+    line = node.add(
+        f"{title} {call.call_index} {call.call_type} {_status(call.status)}"
+        f"{_ms(call.latency_ms)} [dim]{call.call_id}[/]"
+    )
+    line.add(f"request {_payload(call.request_ref, call.request_payload)}")
+    if call.response_ref is not None:
+        line.add(f"response {_payload(call.response_ref, call.response_payload)}")
+    if call.summary is not None:
+        line.add(_summary(call.summary))
+    if call.error_json:
+        line.add(f"[red]error[/] {call.error_json}")
+
+
+def _summary(summary: Any) -> str:
+    """The llm summary in one line: model, tokens, tier, and whether a batch delivered it."""
+    if not isinstance(summary, dict):
+        return f"summary {json.dumps(summary)}"
+    tokens = "/".join(
+        "?" if summary.get(k) is None else str(summary[k])
+        for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+    )
+    parts = [
+        f"llm {summary.get('model') or '?'}",
+        f"tokens in/out/total {tokens}",
+        f"tier {summary.get('service_tier') or '-'}",
+    ]
+    if summary.get("via_batch"):
+        parts.append(f"via batch ({summary.get('custom_id')})")
+    return ", ".join(parts)
+
+
+def _batch(node: Tree, batch: BatchView) -> None:
     members = ", ".join(f"{m.ordinal}:{m.token_id}" for m in batch.members)
-    node.add(
+    line = node.add(
         f"batch {batch.batch_id} at {batch.aggregation_node_id} {_status(batch.status)} "
         f"members [{members}]"
     )
+    ran = batch.executed_by
+    if ran is not None:
+        line.add(
+            f"executed by step {ran.step_index} {ran.node_id} token {ran.token_id} "
+            f"attempt {ran.attempt} {_status(ran.status)} [dim]{ran.state_id}[/]"
+        )
+    for member in batch.members:
+        if member.result_call is not None:
+            _call(
+                line, member.result_call, title=f"member {member.ordinal} {member.token_id}: call"
+            )
 
 
 def _status(status: str) -> str:
@@ -378,26 +425,64 @@ def _ms(value: float | None) -> str:
 def export(
     run: Annotated[str, typer.Option("--run", help="the run id")],
     format: Annotated[Format, typer.Option("--format")] = Format.jsonl,
+    with_payloads: Annotated[
+        bool,
+        typer.Option(
+            "--with-payloads",
+            help="also the bytes of every payload the rows refer to (and of the HTTP bodies "
+            "their calls name), base64, as table 'payloads'",
+        ),
+    ] = False,
     store: StoreOption = DEFAULT_STORE,
     landscape: LandscapeOption = None,
 ) -> None:
-    """Write a run's landscape rows to stdout (jsonl: {"table", "row"}; csv: table + columns)."""
+    """Write a run's landscape rows to stdout (jsonl: {"table", "row"}; csv: table + columns).
+
+    Both formats carry the same records: the run's rows, table by table, then the sealed log
+    head (table 'checkpoint'; not for memory://), then with --with-payloads one 'payloads'
+    record per ref (ref, status, size, base64)."""
     with existing_ledger(store, landscape) as ledger:
-        rows = ledger.export_rows(run)
+        records = _records(ledger, run, store, with_payloads)
         if format is Format.jsonl:
-            for table, row in rows:
-                line = {"table": table, "row": {k: _plain(v) for k, v in row.items()}}
-                sys.stdout.write(json.dumps(line, sort_keys=False) + "\n")
-            head = export_checkpoint(store)
-            if head is not None:
-                sys.stdout.write(json.dumps({"table": "checkpoint", "row": head}) + "\n")
+            for table, row in records:
+                sys.stdout.write(json.dumps({"table": table, "row": row}) + "\n")
             return
-        writer: csv.DictWriter[str] | None = None
-        for table, row in rows:
-            if writer is None:
-                writer = csv.DictWriter(sys.stdout, fieldnames=_csv_columns(), restval="")
+        writer = csv.DictWriter(sys.stdout, fieldnames=_csv_columns(), restval="")
+        for n, (table, row) in enumerate(records):
+            if n == 0:
                 writer.writeheader()
-            writer.writerow({"table": table, **{k: _plain(v) for k, v in row.items()}})
+            writer.writerow({"table": table, **_csv_row(table, row)})
+
+
+def _records(
+    ledger: Ledger, run: str, store: str, with_payloads: bool
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    refs: dict[str, None] = {}
+    calls: set[str] = set()
+    for table, row in ledger.export_rows(run):
+        if with_payloads:
+            found = row_refs(table, row)
+            refs.update(dict.fromkeys(found))
+            if table == "calls":
+                calls.update(found)
+        yield table, {k: _plain(v) for k, v in row.items()}
+    head = export_checkpoint(store)
+    if head is not None:
+        yield "checkpoint", head
+    if with_payloads:
+        for record in payload_records(ledger, refs, calls):
+            yield "payloads", record
+
+
+CSV_EXTRA = ("checkpoint_json", "ref", "size", "base64")
+"""CSV columns beyond the landscape's: the checkpoint (its JSON), a payload's (its status
+goes in `status`)."""
+
+
+def _csv_row(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    if table == "checkpoint":
+        return {"checkpoint_json": json.dumps(row, sort_keys=True)}
+    return row
 
 
 def _csv_columns() -> list[str]:
@@ -406,7 +491,7 @@ def _csv_columns() -> list[str]:
     names = ["table"]
     for table in LANDSCAPE_TABLES:
         names += [c.name for c in table.columns if c.name not in names]
-    return names
+    return names + [c for c in CSV_EXTRA if c not in names]
 
 
 def _plain(value: Any) -> Any:
