@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli as cli
+
+from tests.support.cli_runner import run_cli as cli
 
 
 @pytest.fixture(scope="module")
