@@ -7,12 +7,16 @@ Invariants kept here:
   gets the original exception; if the ledger refuses the call, the LedgerError is raised
   instead (from the original), because an unrecorded call must never pass silently;
 - a response is recorded when its body has been read to the end, or as truncated with the
-  byte count when the caller closes it early; the stream is wrapped, never read twice.
+  byte count when the caller closes it early; the stream is wrapped, never read twice;
+- closing one closes its inner transport: the ledger's clients hand it a borrowed,
+  non-closing view of a shared pool (pools.py), so only what it owns is closed;
+- an async transport given `check` runs it (off the event loop) before its first request
+  leaves, and sends nothing if it raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio.to_thread
 import httpx
@@ -54,12 +58,18 @@ class AsyncAuditedTransport(httpx.AsyncBaseTransport):
         sink: CallSink,
         redact: frozenset[str],
         inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        check: Callable[[], object] | None = None,
     ) -> None:
         self.sink = sink
         self.redact = redact
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self.check = check
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.check is not None:
+            await anyio.to_thread.run_sync(self.check)
+            self.check = None
         exchange = Exchange(request, await request.aread(), self.redact)
         try:
             response = await self.inner.handle_async_request(request)
