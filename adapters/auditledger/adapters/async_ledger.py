@@ -1,10 +1,12 @@
 """AsyncLedger: the Ledger's commands as coroutines, for asyncio pipelines.
 
 Invariants kept here:
-- no command blocks the event loop: each runs, unchanged, on the wrapped Ledger in a worker
-  thread; the loop only awaits it. Group commit is on by default, so the commands of
-  concurrent coroutines share commits, and each `await` returns once its own facts are
-  durable. Errors are the Ledger's typed errors, raised from the `await`;
+- no command blocks the event loop: each runs, unchanged, on the wrapped Ledger in one writer
+  thread (writing/command_batches.py), which runs the queued commands of concurrent
+  coroutines back to back and commits them together; each `await` returns once its own
+  facts are durable. Reads run in a pool of worker threads. Errors are the Ledger's typed
+  errors, raised from the `await`; a refused command writes nothing and does not disturb
+  the others of its batch;
 - a cancelled command landed whole or not at all: a command not yet started is dropped; one
   already running is waited for (shielded) before the CancelledError is raised, so when the
   caller sees the cancellation, the store holds the whole fact or nothing of it;
@@ -12,8 +14,9 @@ Invariants kept here:
   Ledger's units are per thread), commits when the block ends and writes nothing if it
   raises or is cancelled;
 - audited clients check their parent off the loop, before their first request leaves (not
-  when built: building one does no I/O), and share the Ledger's pools (calls/pools.py),
-  closed by `aclose()`.
+  when built: building one does no I/O), record each exchange through the writer (in an
+  open unit: into the unit), and share the Ledger's pools (calls/pools.py), closed by
+  `aclose()`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from uuid import UUID
 import httpx
 
 from auditledger.adapters.ledger import Ledger
+from auditledger.adapters.writing.command_batches import CommandBatcher
 from auditledger.adapters.writing.units import UnitOfWork
 from auditledger.domain.errors import UnitNesting
 
@@ -45,11 +49,14 @@ WORKERS = 16
 
 
 def _command(
-    method: Callable[Concatenate[Ledger, P], R],
+    method: Callable[Concatenate[Ledger, P], R], *, writes: bool = True
 ) -> Callable[Concatenate[AsyncLedger, P], Coroutine[Any, Any, R]]:
-    """The Ledger method as a coroutine of the same name and arguments, run off the loop."""
+    """The Ledger method as a coroutine of the same name and arguments, run off the loop:
+    by the writer thread (or the open unit's thread), or, for a read, in the pool."""
 
     async def command(ledger: AsyncLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if writes:
+            return await ledger.write(method, ledger.ledger, *args, **kwargs)
         return await ledger.run(method, ledger.ledger, *args, **kwargs)
 
     command.__name__ = command.__qualname__ = method.__name__
@@ -63,6 +70,7 @@ class AsyncLedger:
         self.ledger = ledger
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="auditledger-async")
+        self.writer = CommandBatcher(ledger.unit_of_work)
         self._unit: ContextVar[ThreadPoolExecutor | None] = ContextVar("unit", default=None)
 
     @classmethod
@@ -94,7 +102,9 @@ class AsyncLedger:
     async def aclose(self) -> None:
         """Close the running loop's client pools, then the store (off the loop)."""
         await self.ledger.clients.pools.aclose()
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.ledger.close)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.writer.close)
+        await loop.run_in_executor(self._executor, self.ledger.close)
         self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncLedger:
@@ -107,6 +117,13 @@ class AsyncLedger:
         """`function(*args, **kwargs)` in a worker thread (the open unit's, inside one)."""
         executor = self._unit.get() or self._executor
         return await settled(executor.submit(function, *args, **kwargs))
+
+    async def write(self, function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """A command, by the writer thread (batched with others), or in the open unit."""
+        unit = self._unit.get()
+        if unit is not None:
+            return await settled(unit.submit(function, *args, **kwargs))
+        return await settled(self.writer.submit(function, *args, **kwargs))
 
     # Commands: every one of Ledger's, the same name and arguments, awaited
 
@@ -124,7 +141,7 @@ class AsyncLedger:
     fail_operation = _command(Ledger.fail_operation)
     record_call = _command(Ledger.record_call)
     store_bytes = _command(Ledger.store_bytes)
-    payload = _command(Ledger.payload)
+    payload = _command(Ledger.payload, writes=False)
     create_batch = _command(Ledger.create_batch)
     add_batch_member = _command(Ledger.add_batch_member)
     link_batch = _command(Ledger.link_batch)
@@ -133,16 +150,16 @@ class AsyncLedger:
 
     # Reads and the landscape, off the loop too
 
-    load = _command(Ledger.load)
-    recorded_calls = _command(Ledger.recorded_calls)
-    log_position = _command(Ledger.log_position)
-    call_parent_id = _command(Ledger.call_parent_id)
-    catch_up = _command(Ledger.catch_up)
-    landscape_position = _command(Ledger.landscape_position)
-    follow = _command(Ledger.follow)
-    rebuild = _command(Ledger.rebuild)
-    verify = _command(Ledger.verify)
-    explain = _command(Ledger.explain)
+    load = _command(Ledger.load, writes=False)
+    recorded_calls = _command(Ledger.recorded_calls, writes=False)
+    log_position = _command(Ledger.log_position, writes=False)
+    call_parent_id = _command(Ledger.call_parent_id, writes=False)
+    catch_up = _command(Ledger.catch_up, writes=False)
+    landscape_position = _command(Ledger.landscape_position, writes=False)
+    follow = _command(Ledger.follow, writes=False)
+    rebuild = _command(Ledger.rebuild, writes=False)
+    verify = _command(Ledger.verify, writes=False)
+    explain = _command(Ledger.explain, writes=False)
 
     async def export_rows(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""
@@ -199,6 +216,7 @@ class AsyncLedger:
             transport=transport,
             call_type=call_type,
             lazy=True,
+            off_loop=self.write,
             **openai_kwargs,
         )
 
@@ -222,6 +240,7 @@ class AsyncLedger:
             transport=transport,
             call_type=call_type,
             lazy=True,
+            off_loop=self.write,
             **httpx_kwargs,
         )
 

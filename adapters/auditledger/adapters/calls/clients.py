@@ -36,7 +36,7 @@ from auditledger.adapters.calls.pools import (
 )
 from auditledger.adapters.calls.ports import CallLedger
 from auditledger.adapters.calls.replay import AsyncReplayTransport, ReplayCursor, ReplayTransport
-from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport
+from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport, OffLoop
 from auditledger.domain.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -91,12 +91,15 @@ class ClientFactory:
         transport: httpx.AsyncBaseTransport | None = None,
         call_type: str = "http",
         lazy: bool = False,
+        off_loop: OffLoop | None = None,
         **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
         kwargs = _checked(httpx_kwargs, _accepted("httpx.AsyncClient"))
         inner = self.async_inner(transport, take_transport_options(kwargs))
         sink, check = self.sink_and_check(state_id, operation_id, call_type, lazy=lazy)
-        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), inner, check=check)
+        audited = AsyncAuditedTransport(
+            sink, redaction_set(redact_headers), inner, check=check, off_loop=off_loop
+        )
         return httpx.AsyncClient(transport=audited, **kwargs)
 
     def audited_transport(
@@ -144,6 +147,7 @@ class ClientFactory:
         transport: httpx.AsyncBaseTransport | None = None,
         call_type: str = "llm",
         lazy: bool = False,
+        off_loop: OffLoop | None = None,
         **openai_kwargs: Any,
     ) -> openai_sdk.AsyncOpenAI:
         import openai as openai_sdk  # imported on first use
@@ -153,7 +157,9 @@ class ClientFactory:
         sink, check = self.sink_and_check(
             state_id, operation_id, call_type, summarise_exchange, ends_event_stream, lazy=lazy
         )
-        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), inner, check=check)
+        audited = AsyncAuditedTransport(
+            sink, redaction_set(redact_headers), inner, check=check, off_loop=off_loop
+        )
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=audited)
         return openai_sdk.AsyncOpenAI(http_client=http_client, **kwargs)
 
