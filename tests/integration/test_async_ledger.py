@@ -403,3 +403,46 @@ def test_the_async_batch_runner_records_a_failed_submit_and_fails_state_and_batc
         assert call.status == "error"
 
     run(body, f"sqlite:///{tmp_path}/ledger")
+
+
+def test_calls_made_inside_an_async_unit_are_recorded_in_the_unit(
+    tmp_path: object, server: ProviderServer
+) -> None:
+    async def body(ledger: AsyncLedger) -> None:
+        run_id = await ledger.begin_run(config={})
+        async with ledger.unit_of_work():
+            kept = await new_state(ledger, "kept", run_id)
+            client = ledger.http_client(kept)
+            await client.post(f"{server.origin}/json/kept", json={})
+        assert len(await ledger.recorded_calls(kept)) == 1
+        before = await ledger.log_position()
+        with pytest.raises(RuntimeError):
+            async with ledger.unit_of_work():
+                dropped = await new_state(ledger, "dropped", run_id)
+                client = ledger.http_client(dropped)
+                await client.post(f"{server.origin}/json/dropped", json={})
+                raise RuntimeError("the row failed")
+        assert await ledger.log_position() == before
+
+    run(body, f"sqlite:///{tmp_path}/ledger")
+
+
+def test_the_fake_provider_answers_forty_clients_connecting_at_once(
+    server: ProviderServer,
+) -> None:
+    """(With the default listen backlog of 5, some of these connections were reset.)"""
+    import openai
+
+    async def main() -> int:
+        client = openai.AsyncOpenAI(api_key="k", base_url=server.base_url, max_retries=0)
+        gate = asyncio.Semaphore(40)
+
+        async def one() -> None:
+            async with gate:
+                await client.chat.completions.create(model="m", messages=PROMPT)
+
+        await asyncio.gather(*(one() for _ in range(80)))
+        await client.close()
+        return server.connections
+
+    assert asyncio.run(main()) >= 40
