@@ -193,3 +193,38 @@ def test_a_users_async_transport_is_not_closed_with_the_client(sqlite_ledger: Le
 
     asyncio.run(use())
     assert closed == []
+
+
+def test_ledger_close_lets_go_of_async_pools_whose_loop_has_ended(
+    tmp_path: object, server: ProviderServer
+) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger")
+    asyncio.run(pipeline_in_a_second_loop(ledger, server))
+    assert ledger.clients.pools.count == 1
+    ledger.close()
+    assert ledger.clients.pools.count == 0
+
+
+def test_ledger_close_closes_async_pools_on_their_loop_when_it_can(
+    tmp_path: object, server: ProviderServer
+) -> None:
+    ledger = Ledger.open(f"sqlite:///{tmp_path}/ledger")
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(pipeline_in_a_second_loop(ledger, server))
+        pool = loop.run_until_complete(_the_loops_pool(ledger))
+        ledger.close()
+        assert ledger.clients.pools.count == 0
+
+        async def reuse() -> None:
+            async with httpx.AsyncClient(transport=pool) as after:
+                await after.post(f"{server.origin}/json/after", json={})
+
+        loop.run_until_complete(reuse())
+    finally:
+        loop.close()
+    assert server.connections == 2, "the async pool's connection outlived ledger.close()"
+
+
+async def _the_loops_pool(ledger: Ledger) -> httpx.AsyncHTTPTransport:
+    return ledger.clients.pools.async_pool({})
