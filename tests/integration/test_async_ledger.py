@@ -340,6 +340,13 @@ def test_aclose_closes_the_loops_shared_pools(tmp_path: object, server: Provider
 
     ledger = asyncio.run(main())
     assert ledger.ledger.clients.pools.count == 0
+    asyncio.run(ledger.aclose())  # a second close is a no-op
+
+    async def after_close() -> None:
+        with pytest.raises(InvalidArgument, match="closed"):
+            await ledger.complete_state("00000000-0000-0000-0000-000000000000")
+
+    asyncio.run(after_close())
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -71,6 +71,7 @@ class AsyncLedger:
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="auditledger-async")
         self.writer = CommandBatcher(ledger.unit_of_work)
+        self.closed = False
         self._unit: ContextVar[ThreadPoolExecutor | None] = ContextVar("unit", default=None)
 
     @classmethod
@@ -100,7 +101,10 @@ class AsyncLedger:
         return self.ledger.group_commit
 
     async def aclose(self) -> None:
-        """Close the running loop's client pools, then the store (off the loop)."""
+        """Close the running loop's client pools, then the store (off the loop); once."""
+        if self.closed:
+            return
+        self.closed = True
         await self.ledger.clients.pools.aclose()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.writer.close)

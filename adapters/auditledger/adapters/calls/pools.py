@@ -38,6 +38,7 @@ TRANSPORT_OPTIONS = (
 )
 _SSL_OPTIONS = ("verify", "cert", "trust_env")
 PoolKey = tuple[tuple[str, Hashable], ...]
+_closing: set[asyncio.Task[None]] = set()  # pools closing on a running loop, kept alive
 
 
 def pool_key(options: Mapping[str, Any]) -> PoolKey:
@@ -164,11 +165,12 @@ class AsyncBorrowed(httpx.AsyncBaseTransport):
 
 
 def _keyable(value: Any) -> Hashable:
+    """The value if hashable (an SSLContext by identity), else its repr (Limits, lists)."""
     try:
         hash(value)
     except TypeError:
         return repr(value)
-    return (type(value).__name__, value) if isinstance(value, (bool, int)) else value
+    return (type(value).__name__, value)
 
 
 def _close_on(loop: asyncio.AbstractEventLoop, pools: list[httpx.AsyncHTTPTransport]) -> None:
@@ -188,7 +190,9 @@ def _close_on(loop: asyncio.AbstractEventLoop, pools: list[httpx.AsyncHTTPTransp
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(close_all())
+            task = loop.create_task(close_all())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
         else:
             asyncio.run_coroutine_threadsafe(close_all(), loop)
         return
