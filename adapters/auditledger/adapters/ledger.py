@@ -81,6 +81,8 @@ class Ledger:
         return self.stores.settings.url
 
     def close(self) -> None:
+        """Close the store and the shared connection pools of the per-state clients."""
+        self.clients.close()
         self.stores.close()
 
     def __enter__(self) -> Ledger:

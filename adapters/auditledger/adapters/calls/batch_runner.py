@@ -28,6 +28,7 @@ import openai
 
 from auditledger.adapters.calls.exchange import CallSink, error_json, is_http_request, redaction_set
 from auditledger.adapters.calls.llm_summary import summarise_body, summarise_exchange
+from auditledger.adapters.calls.pools import Borrowed
 from auditledger.adapters.calls.ports import BatchLedger
 from auditledger.adapters.calls.transports import AuditedTransport
 from auditledger.adapters.storage.canonical import Payload, canonical_json
@@ -104,6 +105,7 @@ class OpenAIBatchRunner:
         self.endpoint = endpoint
         self.completion_window = completion_window
         self.redact = redaction_set(redact_headers)
+        self.settlement = BatchSettlement(ledger, endpoint)
 
     def submit(
         self, batch_id: str, state_id: str, requests: Mapping[str, Mapping[str, Any]]
@@ -111,21 +113,8 @@ class OpenAIBatchRunner:
         """Upload one JSONL line per batch member (keyed by token id) and create the batch."""
         batch = self.ledger.load(Batch, batch_id)
         state = self.ledger.load(NodeState, state_id)
-        self._check(batch, state, requests)
-        members = sorted(batch.members.items(), key=lambda item: item[1])
-        jsonl = b"".join(
-            canonical_json(
-                {
-                    "custom_id": custom_id_for(str(batch.id), ordinal),
-                    "method": "POST",
-                    "url": self.endpoint,
-                    "body": dict(requests[token]),
-                },
-                f"requests[{token!r}]",
-            )
-            + b"\n"
-            for token, ordinal in members
-        )
+        self.settlement.check(batch, state, requests)
+        jsonl = self.settlement.jsonl(batch, requests)
         digest = hashlib.sha256(jsonl).hexdigest()
         self.ledger.link_batch(batch.id, state.id)
         client, sink = self._bound(str(state.id))
@@ -172,7 +161,7 @@ class OpenAIBatchRunner:
         """Retrieve the provider batch: BatchPending while it runs, else settle state and batch."""
         state = self.ledger.load(NodeState, handle.state_id)
         if state.is_terminal:
-            return self._settled(handle, state)
+            return self.settlement.settled(handle, state)
         client, sink = self._bound(handle.state_id)
         batch = self._step(
             sink, "batches.retrieve", lambda: client.batches.retrieve(handle.provider_batch_id)
@@ -184,65 +173,22 @@ class OpenAIBatchRunner:
             if file_id:
                 data = self._download(client, sink, file_id)
                 lines += [(file_id, line) for line in data.splitlines() if line.strip()]
-        return self._settle(handle, batch.status, lines)
+        return self.settlement.settle(handle, batch.status, lines)
 
     def recover(self, batch_id: str) -> BatchHandle:
         """The handle of a submitted batch, rebuilt from the ledger alone (the engine lost it,
         or crashed between batches.create and PENDING); an OPEN state becomes PENDING."""
-        batch = self.ledger.load(Batch, batch_id)
-        if batch.state_id is None:
-            raise InvalidArgument("batch_id", batch_id, "the batch was never submitted")
-        upload = created = None
-        for call in self.ledger.recorded_calls(batch.state_id):
-            if call.status != "success" or not is_http_request(call.request):
-                continue
-            if call.request["method"] == "POST" and call.request["url"].endswith("/files"):
-                upload = call
-            elif call.request["method"] == "POST" and call.request["url"].endswith("/batches"):
-                created = call
-        if upload is None or created is None:
-            raise InvalidArgument(
-                "batch_id", batch_id, "no successful files.create and batches.create recorded"
-            )
-        [part] = [p for p in upload.request["body"].get("parts", []) if p.get("name") == "file"]
-        provider_batch = json.loads(_decoded(self.ledger, created.response))
-        handle = BatchHandle(
-            batch_id=str(batch.id),
-            state_id=str(batch.state_id),
-            provider_batch_id=str(provider_batch["id"]),
-            input_file_id=str(json.loads(_decoded(self.ledger, upload.response))["id"]),
-            input_sha256=str(part["sha256"]),
-            endpoint=str(provider_batch.get("endpoint") or self.endpoint),
-        )
-        if self.ledger.load(NodeState, handle.state_id).status == OPEN:
-            self.ledger.mark_state_pending(
-                handle.state_id, f"openai batch {handle.provider_batch_id}"
-            )
-        return handle
+        return self.settlement.recover(batch_id)
 
     # internals
 
     def _download(self, client: openai.OpenAI, sink: CallSink, file_id: str) -> bytes:
         return self._step(sink, "files.content", lambda: client.files.content(file_id).content)
 
-    def _check(self, batch: Batch, state: NodeState, requests: Mapping[str, Any]) -> None:
-        if state.status != OPEN:
-            raise InvalidArgument(
-                "state_id", str(state.id), f"submit needs an open node state; it is {state.status}"
-            )
-        missing = sorted(set(batch.members) - set(requests))
-        extra = sorted(set(requests) - set(batch.members))
-        if not batch.members or missing or extra:
-            raise InvalidArgument(
-                "requests",
-                {"missing": missing, "not_members": extra},
-                f"one request per member of batch {batch.id}, keyed by token id",
-            )
-
     def _bound(self, state_id: str) -> tuple[openai.OpenAI, CallSink]:
         parent_id = self.ledger.call_parent_id(state_id, None, open_only=True)
         sink = CallSink(self.ledger, str(parent_id), None, CALL_TYPE, summarise_exchange)
-        transport = AuditedTransport(sink, self.redact, _Borrowed(self.inner))
+        transport = AuditedTransport(sink, self.redact, Borrowed(self.inner))
         client = self.client.with_options(
             http_client=openai.DefaultHttpxClient(transport=transport)
         )
@@ -263,7 +209,47 @@ class OpenAIBatchRunner:
                 )
             raise
 
-    def _settle(
+
+class BatchSettlement:
+    """The ledger's side of a batch, shared by the sync and async runners: the submit checks,
+    the JSONL, settling state and batch from the provider's result lines, recovery."""
+
+    def __init__(self, ledger: BatchLedger, endpoint: str) -> None:
+        self.ledger = ledger
+        self.endpoint = endpoint
+
+    def jsonl(self, batch: Batch, requests: Mapping[str, Mapping[str, Any]]) -> bytes:
+        """One canonical JSONL line per member, in ordinal order."""
+        members = sorted(batch.members.items(), key=lambda item: item[1])
+        return b"".join(
+            canonical_json(
+                {
+                    "custom_id": custom_id_for(str(batch.id), ordinal),
+                    "method": "POST",
+                    "url": self.endpoint,
+                    "body": dict(requests[token]),
+                },
+                f"requests[{token!r}]",
+            )
+            + b"\n"
+            for token, ordinal in members
+        )
+
+    def check(self, batch: Batch, state: NodeState, requests: Mapping[str, Any]) -> None:
+        if state.status != OPEN:
+            raise InvalidArgument(
+                "state_id", str(state.id), f"submit needs an open node state; it is {state.status}"
+            )
+        missing = sorted(set(batch.members) - set(requests))
+        extra = sorted(set(requests) - set(batch.members))
+        if not batch.members or missing or extra:
+            raise InvalidArgument(
+                "requests",
+                {"missing": missing, "not_members": extra},
+                f"one request per member of batch {batch.id}, keyed by token id",
+            )
+
+    def settle(
         self, handle: BatchHandle, provider_status: str, lines: list[tuple[str, bytes]]
     ) -> BatchOutcome:
         batch = self.ledger.load(Batch, handle.batch_id)
@@ -274,7 +260,7 @@ class OpenAIBatchRunner:
             item = _parse_line(line)
             custom_id = item.get("custom_id") if isinstance(item, dict) else None
             if custom_id not in ordinals or custom_id in found:
-                self._record_unexpected(handle, source, line)
+                self.record_unexpected(handle, source, line)
                 continue
             found[str(custom_id)] = (source, item)
         results: dict[str, Any] = {}
@@ -286,7 +272,7 @@ class OpenAIBatchRunner:
                 results[token] = body
             else:
                 failures[token] = custom_id
-            self._record_member(handle, custom_id, token, file_id, item, inputs.get(custom_id))
+            self.record_member(handle, custom_id, token, file_id, item, inputs.get(custom_id))
         if provider_status == COMPLETED and not failures:
             output = {"provider_batch_id": handle.provider_batch_id, "results": results}
             self.ledger.complete_state(handle.state_id, output=output)
@@ -302,7 +288,7 @@ class OpenAIBatchRunner:
         self.ledger.fail_batch(handle.batch_id, error)
         return BatchOutcome(handle, "failed", results, failures)
 
-    def _record_member(
+    def record_member(
         self,
         handle: BatchHandle,
         custom_id: str,
@@ -338,7 +324,7 @@ class OpenAIBatchRunner:
             call_id=f"openai-batch-result:{custom_id}",
         )
 
-    def _record_unexpected(self, handle: BatchHandle, file_id: str, line: bytes) -> None:
+    def record_unexpected(self, handle: BatchHandle, file_id: str, line: bytes) -> None:
         """A line naming no (or an already answered) member: kept as an error, never mapped."""
         raw = Payload.of_bytes(line)
         self.ledger.record_call(
@@ -350,7 +336,7 @@ class OpenAIBatchRunner:
             call_id=f"openai-batch-unexpected:{handle.batch_id}:{raw.digest}",
         )
 
-    def _settled(self, handle: BatchHandle, state: NodeState) -> BatchOutcome:
+    def settled(self, handle: BatchHandle, state: NodeState) -> BatchOutcome:
         if state.status == COMPLETED and state.output_hash is not None:
             output = json.loads(self.ledger.payload(state.output_hash))
             return BatchOutcome(handle, COMPLETED, dict(output.get("results", {})))
@@ -358,15 +344,39 @@ class OpenAIBatchRunner:
         failed = error.get("custom_ids_without_result", []) if isinstance(error, dict) else []
         return BatchOutcome(handle, state.status, failures={c: c for c in failed})
 
-
-class _Borrowed(httpx.BaseTransport):
-    """The runner's inner transport, lent to one step's client: closing the client keeps it."""
-
-    def __init__(self, inner: httpx.BaseTransport) -> None:
-        self.inner = inner
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.inner.handle_request(request)
+    def recover(self, batch_id: str) -> BatchHandle:
+        """The handle of a submitted batch, rebuilt from the ledger alone (the engine lost it,
+        or crashed between batches.create and PENDING); an OPEN state becomes PENDING."""
+        batch = self.ledger.load(Batch, batch_id)
+        if batch.state_id is None:
+            raise InvalidArgument("batch_id", batch_id, "the batch was never submitted")
+        upload = created = None
+        for call in self.ledger.recorded_calls(batch.state_id):
+            if call.status != "success" or not is_http_request(call.request):
+                continue
+            if call.request["method"] == "POST" and call.request["url"].endswith("/files"):
+                upload = call
+            elif call.request["method"] == "POST" and call.request["url"].endswith("/batches"):
+                created = call
+        if upload is None or created is None:
+            raise InvalidArgument(
+                "batch_id", batch_id, "no successful files.create and batches.create recorded"
+            )
+        [part] = [p for p in upload.request["body"].get("parts", []) if p.get("name") == "file"]
+        provider_batch = json.loads(_decoded(self.ledger, created.response))
+        handle = BatchHandle(
+            batch_id=str(batch.id),
+            state_id=str(batch.state_id),
+            provider_batch_id=str(provider_batch["id"]),
+            input_file_id=str(json.loads(_decoded(self.ledger, upload.response))["id"]),
+            input_sha256=str(part["sha256"]),
+            endpoint=str(provider_batch.get("endpoint") or self.endpoint),
+        )
+        if self.ledger.load(NodeState, handle.state_id).status == OPEN:
+            self.ledger.mark_state_pending(
+                handle.state_id, f"openai batch {handle.provider_batch_id}"
+            )
+        return handle
 
 
 def _decoded(ledger: BatchLedger, response: Mapping[str, Any]) -> bytes:

@@ -1,15 +1,24 @@
 """ClientFactory: the audited (and replaying) httpx and openai clients the Ledger hands out.
 
 Every client is bound to one parent that must exist and, for recording clients, still be
-open or pending: a made-up id fails here, before any request leaves. Options that would
-route requests around the audited transport (http_client=, mounts=, proxy=) are refused;
-pass an inner transport instead (e.g. transport=httpx.HTTPTransport(proxy=...)).
+open or pending: a made-up id fails here, before any request leaves (with `lazy=True`, used
+by AsyncLedger so that no store read runs on the event loop: when its first request is
+about to leave, off the loop). Options that would route requests around the audited
+transport (http_client=, mounts=, proxy=) are refused; pass an inner transport instead
+(e.g. transport=httpx.HTTPTransport(proxy=...)). Unknown options are refused with
+InvalidArgument naming the accepted ones.
+
+A per-state client costs no connection pool and no SSL context: recording clients borrow
+the ledger's shared pool for their transport options (pools.py), or the user's transport=,
+and closing the client closes neither.
 """
 
 from __future__ import annotations
 
+import inspect
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -17,15 +26,22 @@ import httpx
 
 from auditledger.adapters.calls.exchange import CallSink, redaction_set
 from auditledger.adapters.calls.llm_summary import ends_event_stream, summarise_exchange
+from auditledger.adapters.calls.pools import (
+    TRANSPORT_OPTIONS,
+    AsyncBorrowed,
+    Borrowed,
+    SharedPools,
+    refuse_options_with_transport,
+    take_transport_options,
+)
 from auditledger.adapters.calls.ports import CallLedger
 from auditledger.adapters.calls.replay import AsyncReplayTransport, ReplayCursor, ReplayTransport
-from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport
+from auditledger.adapters.calls.transports import AsyncAuditedTransport, AuditedTransport, OffLoop
 from auditledger.domain.errors import InvalidArgument
 
 if TYPE_CHECKING:
     import openai as openai_sdk
 
-_TRANSPORT_OPTIONS = ("verify", "cert", "trust_env", "http1", "http2", "limits", "retries")
 _BYPASSES = ("mounts", "proxy", "http_client", "app")
 REPLAY_API_KEY = "replayed-from-the-ledger"
 
@@ -33,8 +49,9 @@ REPLAY_API_KEY = "replayed-from-the-ledger"
 class ClientFactory:
     """Builds `ledger.http_client(state_id)`, `ledger.openai(state_id)`, replay clients."""
 
-    def __init__(self, ledger: CallLedger) -> None:
+    def __init__(self, ledger: CallLedger, pools: SharedPools | None = None) -> None:
         self.ledger = ledger
+        self.pools = pools if pools is not None else SharedPools()
         self._openai_transports: weakref.WeakKeyDictionary[Any, httpx.BaseTransport] = (
             weakref.WeakKeyDictionary()
         )
@@ -54,14 +71,16 @@ class ClientFactory:
         **httpx_kwargs: Any,
     ) -> httpx.Client:
         """An httpx.Client whose every request is a call under the state (or operation)."""
+        kwargs = _checked(httpx_kwargs, _accepted("httpx.Client"))
+        inner = self.sync_inner(transport, take_transport_options(kwargs))
         audited = self.audited_transport(
             state_id,
             operation_id=operation_id,
             redact_headers=redact_headers,
-            transport=transport or _inner(httpx.HTTPTransport, httpx_kwargs),
+            transport=inner,
             call_type=call_type,
         )
-        return httpx.Client(transport=audited, **_checked(httpx_kwargs))
+        return httpx.Client(transport=audited, **kwargs)
 
     def async_http_client(
         self,
@@ -71,12 +90,17 @@ class ClientFactory:
         redact_headers: Iterable[str] = (),
         transport: httpx.AsyncBaseTransport | None = None,
         call_type: str = "http",
+        lazy: bool = False,
+        off_loop: OffLoop | None = None,
         **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
-        sink = self.sink(state_id, operation_id, call_type)
-        inner = transport or _inner(httpx.AsyncHTTPTransport, httpx_kwargs)
-        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), inner)
-        return httpx.AsyncClient(transport=audited, **_checked(httpx_kwargs))
+        kwargs = _checked(httpx_kwargs, _accepted("httpx.AsyncClient"))
+        inner = self.async_inner(transport, take_transport_options(kwargs))
+        sink, check = self.sink_and_check(state_id, operation_id, call_type, lazy=lazy)
+        audited = AsyncAuditedTransport(
+            sink, redaction_set(redact_headers), inner, check=check, off_loop=off_loop
+        )
+        return httpx.AsyncClient(transport=audited, **kwargs)
 
     def audited_transport(
         self,
@@ -88,7 +112,8 @@ class ClientFactory:
         call_type: str = "http",
     ) -> AuditedTransport:
         sink = self.sink(state_id, operation_id, call_type)
-        return AuditedTransport(sink, redaction_set(redact_headers), transport)
+        inner = transport if transport is not None else Borrowed(self.pools.sync_pool({}))
+        return AuditedTransport(sink, redaction_set(redact_headers), inner)
 
     def openai(
         self,
@@ -103,11 +128,14 @@ class ClientFactory:
         """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
         import openai as openai_sdk  # imported on first use: it is heavy
 
+        kwargs = _checked(openai_kwargs, _accepted("openai.OpenAI"))
+        options = take_transport_options(kwargs)
+        inner = self.sync_inner(transport, options)
         sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
-        audited = AuditedTransport(sink, redaction_set(redact_headers), transport)
+        audited = AuditedTransport(sink, redaction_set(redact_headers), inner)
         http_client = openai_sdk.DefaultHttpxClient(transport=audited)
-        client = openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
-        self._openai_transports[client] = audited.inner
+        client = openai_sdk.OpenAI(http_client=http_client, **kwargs)
+        self._openai_transports[client] = inner.inner
         return client
 
     def async_openai(
@@ -118,14 +146,43 @@ class ClientFactory:
         redact_headers: Iterable[str] = (),
         transport: httpx.AsyncBaseTransport | None = None,
         call_type: str = "llm",
+        lazy: bool = False,
+        off_loop: OffLoop | None = None,
         **openai_kwargs: Any,
     ) -> openai_sdk.AsyncOpenAI:
         import openai as openai_sdk  # imported on first use
 
-        sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
-        audited = AsyncAuditedTransport(sink, redaction_set(redact_headers), transport)
+        kwargs = _checked(openai_kwargs, _accepted("openai.AsyncOpenAI"))
+        inner = self.async_inner(transport, take_transport_options(kwargs))
+        sink, check = self.sink_and_check(
+            state_id, operation_id, call_type, summarise_exchange, ends_event_stream, lazy=lazy
+        )
+        audited = AsyncAuditedTransport(
+            sink, redaction_set(redact_headers), inner, check=check, off_loop=off_loop
+        )
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=audited)
-        return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
+        return openai_sdk.AsyncOpenAI(http_client=http_client, **kwargs)
+
+    def sync_inner(
+        self, transport: httpx.BaseTransport | None, options: dict[str, Any]
+    ) -> Borrowed:
+        """A borrowed view of the user's transport, else of the shared pool for `options`."""
+        if transport is not None:
+            refuse_options_with_transport(options)
+            return Borrowed(transport)
+        return Borrowed(self.pools.sync_pool(options))
+
+    def async_inner(
+        self, transport: httpx.AsyncBaseTransport | None, options: dict[str, Any]
+    ) -> AsyncBorrowed:
+        if transport is not None:
+            refuse_options_with_transport(options)
+            return AsyncBorrowed(inner=transport)
+        return AsyncBorrowed(self.pools, options)
+
+    def close(self) -> None:
+        """Close the shared pools (the Ledger's close); users' transports stay open."""
+        self.pools.close()
 
     def replay_http_client(
         self,
@@ -137,7 +194,8 @@ class ClientFactory:
     ) -> httpx.Client:
         """An httpx.Client answered from the parent's recorded exchanges; it writes nothing."""
         cursor = self.cursor(state_id, operation_id, redact_headers)
-        return httpx.Client(transport=ReplayTransport(cursor), **_checked(httpx_kwargs))
+        kwargs = _replaying(httpx_kwargs, _accepted("httpx.Client"))
+        return httpx.Client(transport=ReplayTransport(cursor), **kwargs)
 
     def async_replay_http_client(
         self,
@@ -148,7 +206,8 @@ class ClientFactory:
         **httpx_kwargs: Any,
     ) -> httpx.AsyncClient:
         cursor = self.cursor(state_id, operation_id, redact_headers)
-        return httpx.AsyncClient(transport=AsyncReplayTransport(cursor), **_checked(httpx_kwargs))
+        kwargs = _replaying(httpx_kwargs, _accepted("httpx.AsyncClient"))
+        return httpx.AsyncClient(transport=AsyncReplayTransport(cursor), **kwargs)
 
     def replay_openai(
         self,
@@ -164,7 +223,8 @@ class ClientFactory:
         cursor = self.cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultHttpxClient(transport=ReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
-        return openai_sdk.OpenAI(http_client=http_client, **_checked(openai_kwargs))
+        kwargs = _replaying(openai_kwargs, _accepted("openai.OpenAI"))
+        return openai_sdk.OpenAI(http_client=http_client, **kwargs)
 
     def replay_async_openai(
         self,
@@ -179,7 +239,8 @@ class ClientFactory:
         cursor = self.cursor(state_id, operation_id, redact_headers)
         http_client = openai_sdk.DefaultAsyncHttpxClient(transport=AsyncReplayTransport(cursor))
         openai_kwargs.setdefault("api_key", REPLAY_API_KEY)
-        return openai_sdk.AsyncOpenAI(http_client=http_client, **_checked(openai_kwargs))
+        kwargs = _replaying(openai_kwargs, _accepted("openai.AsyncOpenAI"))
+        return openai_sdk.AsyncOpenAI(http_client=http_client, **kwargs)
 
     def sink(
         self,
@@ -201,6 +262,34 @@ class ClientFactory:
             ends_stream,
         )
 
+    def sink_and_check(
+        self,
+        state_id: str | UUID | None,
+        operation_id: str | UUID | None,
+        call_type: str,
+        summarise: Any = None,
+        ends_stream: Any = None,
+        *,
+        lazy: bool,
+    ) -> tuple[CallSink, Callable[[], object] | None]:
+        """The sink, checked now; or with lazy, unchecked and the check to run (off the
+        event loop) before the first request leaves."""
+        if not lazy:
+            return self.sink(state_id, operation_id, call_type, summarise, ends_stream), None
+        sink = CallSink(
+            self.ledger,
+            None if state_id is None else str(state_id),
+            None if operation_id is None else str(operation_id),
+            call_type,
+            summarise,
+            ends_stream,
+        )
+
+        def check() -> None:
+            self.ledger.call_parent_id(state_id, operation_id, open_only=True)
+
+        return sink, check
+
     def cursor(
         self,
         state_id: str | UUID | None,
@@ -211,12 +300,7 @@ class ClientFactory:
         return ReplayCursor(self.ledger, parent_id, redaction_set(redact_headers))
 
 
-def _inner(kind: Any, httpx_kwargs: dict[str, Any]) -> Any:
-    options = {key: httpx_kwargs.pop(key) for key in _TRANSPORT_OPTIONS if key in httpx_kwargs}
-    return kind(**options)
-
-
-def _checked(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _checked(kwargs: dict[str, Any], accepted: frozenset[str]) -> dict[str, Any]:
     for key in _BYPASSES:
         if key in kwargs:
             raise InvalidArgument(
@@ -224,4 +308,32 @@ def _checked(kwargs: dict[str, Any]) -> dict[str, Any]:
                 type(kwargs[key]).__name__,
                 "it would bypass the audited transport; pass transport=<inner transport> instead",
             )
-    return kwargs
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise InvalidArgument(
+            "options", unknown, f"not accepted; the accepted options are {sorted(accepted)}"
+        )
+    return dict(kwargs)
+
+
+def _replaying(kwargs: dict[str, Any], accepted: frozenset[str]) -> dict[str, Any]:
+    """A replay client's options: the recording's transport options are accepted and unused
+    (a replay sends nothing)."""
+    checked = _checked(kwargs, accepted)
+    take_transport_options(checked)
+    return checked
+
+
+@cache
+def _accepted(kind: str) -> frozenset[str]:
+    """The keyword options a client of `kind` takes here: its constructor's public ones
+    (less those that would bypass the audit) and the transport options."""
+    if kind.startswith("openai."):
+        import openai as openai_sdk
+
+        target: Any = getattr(openai_sdk, kind.split(".")[1])
+    else:
+        target = getattr(httpx, kind.split(".")[1])
+    parameters = inspect.signature(target.__init__).parameters
+    names = {name for name in parameters if name != "self" and not name.startswith("_")}
+    return frozenset((names | set(TRANSPORT_OPTIONS)) - set(_BYPASSES) - {"transport"})

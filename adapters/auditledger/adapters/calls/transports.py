@@ -7,17 +7,25 @@ Invariants kept here:
   gets the original exception; if the ledger refuses the call, the LedgerError is raised
   instead (from the original), because an unrecorded call must never pass silently;
 - a response is recorded when its body has been read to the end, or as truncated with the
-  byte count when the caller closes it early; the stream is wrapped, never read twice.
+  byte count when the caller closes it early; the stream is wrapped, never read twice;
+- closing one closes its inner transport: the ledger's clients hand it a borrowed,
+  non-closing view of a shared pool (pools.py), so only what it owns is closed;
+- an async transport given `check` runs it (off the event loop) before its first request
+  leaves, and sends nothing if it raises;
+- an async transport records off the event loop: in a worker thread, or through `off_loop`
+  (AsyncLedger passes its writer, so the recording shares its commits).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio.to_thread
 import httpx
 
 from auditledger.adapters.calls.exchange import CallSink, Exchange
+
+OffLoop = Callable[[Callable[[], object]], Awaitable[object]]
 
 
 class AuditedTransport(httpx.BaseTransport):
@@ -54,23 +62,31 @@ class AsyncAuditedTransport(httpx.AsyncBaseTransport):
         sink: CallSink,
         redact: frozenset[str],
         inner: httpx.AsyncBaseTransport | None = None,
+        *,
+        check: Callable[[], object] | None = None,
+        off_loop: OffLoop | None = None,
     ) -> None:
         self.sink = sink
         self.redact = redact
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
+        self.check = check
+        self.off_loop: OffLoop = off_loop or anyio.to_thread.run_sync
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.check is not None:
+            await self.off_loop(self.check)
+            self.check = None
         exchange = Exchange(request, await request.aread(), self.redact)
         try:
             response = await self.inner.handle_async_request(request)
         except Exception as failure:
-            await _record_async(self.sink, exchange, failure=failure)
+            await _record_async(self.off_loop, self.sink, exchange, failure=failure)
             raise
         exchange.response = response
         return httpx.Response(
             status_code=response.status_code,
             headers=response.headers,
-            stream=_AsyncRecordedStream(self.sink, exchange, response.stream),
+            stream=_AsyncRecordedStream(self.off_loop, self.sink, exchange, response.stream),
             extensions=response.extensions,
             request=request,
         )
@@ -104,9 +120,12 @@ class _RecordedStream(httpx.SyncByteStream):
 
 
 class _AsyncRecordedStream(httpx.AsyncByteStream):
-    def __init__(self, sink: CallSink, exchange: Exchange, inner: object) -> None:
+    def __init__(
+        self, off_loop: OffLoop, sink: CallSink, exchange: Exchange, inner: object
+    ) -> None:
         assert isinstance(inner, httpx.AsyncByteStream)
         self.sink, self.exchange, self.inner = sink, exchange, inner
+        self.off_loop = off_loop
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -114,9 +133,11 @@ class _AsyncRecordedStream(httpx.AsyncByteStream):
                 self.exchange.take(chunk)
                 yield chunk
         except Exception as failure:
-            await _record_async(self.sink, self.exchange, failure=failure, truncated=True)
+            await _record_async(
+                self.off_loop, self.sink, self.exchange, failure=failure, truncated=True
+            )
             raise
-        await _record_async(self.sink, self.exchange)
+        await _record_async(self.off_loop, self.sink, self.exchange)
 
     async def aclose(self) -> None:
         try:
@@ -124,10 +145,11 @@ class _AsyncRecordedStream(httpx.AsyncByteStream):
         finally:
             if not self.exchange.recorded:
                 complete = self.sink.complete(self.exchange)
-                await _record_async(self.sink, self.exchange, truncated=not complete)
+                await _record_async(self.off_loop, self.sink, self.exchange, truncated=not complete)
 
 
 async def _record_async(
+    off_loop: OffLoop,
     sink: CallSink,
     exchange: Exchange,
     *,
@@ -137,8 +159,10 @@ async def _record_async(
     """Record off the event loop: ledger writes are blocking database I/O."""
     if exchange.recorded:
         return
+    exchange.recorded = True  # claimed here, on the loop: one record per exchange
 
     def record() -> None:
+        exchange.recorded = False  # sink.record's own guard; a refused batch runs it again
         sink.record(exchange, failure=failure, truncated=truncated)
 
-    await anyio.to_thread.run_sync(record)
+    await off_loop(record)

@@ -58,6 +58,7 @@ class Switches:
 
 class ProviderServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # asyncio clients open dozens of connections at once
     block_on_close = False
 
     def __init__(self, fake: FakeOpenAI, switches: Switches | None = None, port: int = 0) -> None:
