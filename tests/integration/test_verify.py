@@ -10,12 +10,15 @@ from landscape_model import record_scenario
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
+from auditledger.domain.batch import Batch
+from auditledger.domain.node_state import NodeState
 
 REBUILD = "the live landscape equals a fresh rebuild"
 DENSE = "call_index is dense (0, 1, 2, ...) per parent"
 OPEN = "no state left open in a completed run"
 PAYLOADS = "every payload ref is present (or purged) and hashes to its ref"
 POSITION = "the projection position matches the log"
+LINKS = "every batch was linked before its state ended"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -42,7 +45,7 @@ def landscape_sql(ledger: Ledger, sql: str) -> None:
 def test_an_honest_landscape_passes_every_check(demo_ledger: Ledger) -> None:
     report = demo_ledger.verify()
     assert report.passed
-    assert len(report.checks) == 7
+    assert len(report.checks) == 8
     assert all(c.checked > 0 for c in report.checks)
 
 
@@ -111,3 +114,24 @@ def test_a_position_ahead_of_the_log_is_found(demo_ledger: Ledger) -> None:
     assert not position.passed
     assert "ahead of the log" in position.examples[0]
     assert not report.passed
+
+
+def test_a_batch_linked_after_its_state_ended_is_found(demo_ledger: Ledger) -> None:
+    run_id = demo_ledger.begin_run()
+    state_id = demo_ledger.open_state(run_id=run_id, token_id="late", node_id="agg", step_index=0)
+    batch_id = demo_ledger.create_batch(run_id, "agg")
+    read_while_open = demo_ledger.load(NodeState, state_id)
+    demo_ledger.complete_state(state_id)
+    batch = demo_ledger.load(Batch, batch_id)
+    batch.link(
+        read_while_open.id,
+        run_id=read_while_open.run_id,
+        node_id=read_while_open.node_id,
+        state_status=read_while_open.status,
+    )
+    demo_ledger.app.save(batch)  # what a link racing the completion used to commit
+    demo_ledger.catch_up()
+    report = demo_ledger.verify()
+    assert {c.name for c in report.checks if not c.passed} == {LINKS}
+    links = next(c for c in report.checks if c.name == LINKS)
+    assert f"batch {batch_id} was linked to state {state_id}" in links.examples[0]

@@ -2,7 +2,9 @@
 
 Read-only: it never catches up or repairs what it checks (catch up first if you want the
 newest events included; a landscape behind the log fails the position check). The rebuild
-diff builds a fresh landscape up to the live position in a shadow and compares every row.
+diff builds a fresh landscape up to the live position in a shadow and compares every row;
+with it, one pass over the log checks what the landscape's rows cannot show (the order of
+a batch's link and its state's end).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
+from uuid import UUID
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
 
-from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
+from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING, Batch
 from auditledger.domain.lifecycle import OPEN
+from auditledger.domain.node_state import NodeState
 from auditledger.domain.run import RUN_COMPLETED
 
 from .rebuild import build, shadow
@@ -217,6 +221,33 @@ def rebuild_diff(engine: Engine, conn: Connection, live: Landscape, source: Even
     return _check("the live landscape equals a fresh rebuild", checked, bad, failed)
 
 
+_LOG_CHUNK = 2000
+
+
+def links_before_state_end(source: EventSource, stop: int) -> Check:
+    """Every BatchLinked is in the log before its state's terminal event (positions)."""
+    ended: dict[UUID, int] = {}
+    links: list[tuple[int, UUID, UUID]] = []
+    after = 0
+    while after < stop:
+        chunk = source.read(after, _LOG_CHUNK, stop)
+        if not chunk:
+            break
+        for at, event in chunk:
+            if isinstance(event, Batch.BatchLinked):
+                links.append((at, event.originator_id, event.state_id))
+            elif isinstance(event, (NodeState.StateCompleted, NodeState.StateFailed)):
+                ended.setdefault(event.originator_id, at)
+        after = chunk[-1][0]
+    bad = [
+        f"batch {batch} was linked to state {state} at position {at}, "
+        f"after the state ended at position {ended[state]}"
+        for at, batch, state in links
+        if ended.get(state, at) < at
+    ]
+    return _check("every batch was linked before its state ended", len(links), bad)
+
+
 Checker = Callable[[Connection, Landscape], Check]
 ROW_CHECKS: tuple[Checker, ...] = (
     call_parents,
@@ -238,5 +269,7 @@ def verify(
         report.add(position(conn, live, source.last_position()))
         conn.commit()
         if diff:
+            report.add(links_before_state_end(source, read_position(conn, live)))
+            conn.commit()
             report.add(rebuild_diff(engine, conn, live, source))
     return report
