@@ -13,6 +13,12 @@ element in Python; a joined string is one parameter), and BEGIN ...
 COMMIT go in the same pipeline as the inserts, so the whole write is one round trip and the
 table lock is held for the server's work only, never while a client waits for the CPU to
 read a reply (with more writers than cores, that wait is what stopped writers scaling).
+
+Read guards (guards.py) are checked after the inserts, under the table lock (so every
+earlier writer has committed and no later one can), in the same pipeline: a guard that
+fails tries to insert the read aggregate's next version, which exists, so the unique
+(originator_id, originator_version) refuses the whole transaction with the IntegrityError
+a version conflict gets, and the write stays one round trip.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.projections.schema import SCHEMA_LOCK
 
 # Hashes (hex) go as one comma-joined text and sizes are computed by the server: psycopg
@@ -68,12 +75,24 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._check_guard = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT %s::uuid, %s::bigint + 1, '', ''::bytea WHERE EXISTS (SELECT 1 "
+            "FROM {schema}.{table} WHERE originator_id = %s::uuid "
+            "AND originator_version > %s::bigint AND topic = ANY(%s::text[]))"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        guards: Sequence[ReadGuard] = (),
+        **kwargs: Any,
     ) -> Sequence[int] | None:
         if self.datastore.enable_db_functions or not stored_events:
+            if guards:
+                raise ValueError("read guards need this recorder's own insert path")
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         with self.datastore.get_connection() as conn:
@@ -84,6 +103,18 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                     control.execute("BEGIN")
                     self._insert_events(control, stored_events, **kwargs)
                     self._insert_stored_events(insert, stored_events, **kwargs)
+                    for guard in guards:
+                        control.execute(
+                            self._check_guard,
+                            (
+                                guard.aggregate_id,
+                                guard.version,
+                                guard.aggregate_id,
+                                guard.version,
+                                list(guard.closing_topics),
+                            ),
+                            prepare=True,
+                        )
                     control.execute("COMMIT")
                     pipeline.sync()
                     ids = self._fetch_ids_after_insert_events(insert, stored_events)
