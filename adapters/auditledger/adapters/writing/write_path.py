@@ -267,9 +267,7 @@ class WritePath:
         aggregate_id = self.parse_id(cls, raw_id)
         unit = self._unit()
         if unit is not None:
-            return self._unit_change(
-                unit, cls, aggregate_id, command, payloads, companions, guards
-            )
+            return self._unit_change(unit, cls, aggregate_id, command, payloads, companions, guards)
         with self._locks.hold(aggregate_id):
             return self._change_alone(cls, aggregate_id, command, payloads, companions, guards)
 
