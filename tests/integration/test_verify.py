@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
+from auditledger.domain.batch import Batch
+from auditledger.domain.node_state import NodeState
 from tests.support.landscape_model import record_scenario
 
 REBUILD = "the live landscape equals a fresh rebuild"
@@ -18,6 +20,7 @@ PAYLOADS = "every payload ref is present (or purged) and hashes to its ref"
 POSITION = "the projection position matches the log"
 PROJECTABLE = "the events after the position can be projected"
 SKIPPED = "no event of the log is skipped by the landscape"
+LINKS = "every batch was linked before its state ended"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -44,7 +47,7 @@ def landscape_sql(ledger: Ledger, sql: str) -> None:
 def test_an_honest_landscape_passes_every_check(demo_ledger: Ledger) -> None:
     report = demo_ledger.verify()
     assert report.passed and not report.flagged
-    assert len(report.checks) == 9
+    assert len(report.checks) == 10
     nothing_pending = {PROJECTABLE, SKIPPED}  # caught up, nothing skipped: nothing to check
     assert all(c.checked > 0 for c in report.checks if c.name not in nothing_pending)
 
@@ -123,3 +126,24 @@ def test_a_position_ahead_of_the_log_is_found(demo_ledger: Ledger) -> None:
     assert not position.passed
     assert "ahead of the log" in position.examples[0]
     assert not report.passed
+
+
+def test_a_batch_linked_after_its_state_ended_is_found(demo_ledger: Ledger) -> None:
+    run_id = demo_ledger.begin_run()
+    state_id = demo_ledger.open_state(run_id=run_id, token_id="late", node_id="agg", step_index=0)
+    batch_id = demo_ledger.create_batch(run_id, "agg")
+    read_while_open = demo_ledger.load(NodeState, state_id)
+    demo_ledger.complete_state(state_id)
+    batch = demo_ledger.load(Batch, batch_id)
+    batch.link(
+        read_while_open.id,
+        run_id=read_while_open.run_id,
+        node_id=read_while_open.node_id,
+        state_status=read_while_open.status,
+    )
+    demo_ledger.app.save(batch)  # what a link racing the completion used to commit
+    demo_ledger.catch_up()
+    report = demo_ledger.verify()
+    assert {c.name for c in report.checks if not c.passed} == {LINKS}
+    links = next(c for c in report.checks if c.name == LINKS)
+    assert f"batch {batch_id} was linked to state {state_id}" in links.examples[0]

@@ -28,7 +28,9 @@ class Store:
         self.entered = threading.Event()
         self.refuse = refuse
 
-    def write(self, stored: Sequence[StoredEvent], payloads: Sequence[Any]) -> None:
+    def write(
+        self, stored: Sequence[StoredEvent], payloads: Sequence[Any], guards: Sequence[Any] = ()
+    ) -> None:
         if not self.commits and not self.entered.is_set():
             self.entered.set()
             self.gate.wait(10)
@@ -113,7 +115,9 @@ def test_a_caller_returns_only_after_its_own_commit() -> None:
 
 
 def test_a_store_failure_reaches_the_caller() -> None:
-    def broken(stored: Sequence[StoredEvent], payloads: Sequence[Any]) -> None:
+    def broken(
+        stored: Sequence[StoredEvent], payloads: Sequence[Any], guards: Sequence[Any] = ()
+    ) -> None:
         raise OSError("disk gone")
 
     with pytest.raises(OSError, match="disk gone"):

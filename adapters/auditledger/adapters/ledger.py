@@ -4,7 +4,8 @@ Every public method is load -> command -> save. The command validates everything
 event exists; payload bytes are committed before the event that references them; version
 conflicts (other threads, processes, machines) are retried here, bounded and with jitter,
 so a caller never sees a conflict for a legal command. A typed LedgerError means nothing
-was written.
+was written. A command that checks another aggregate (the run of a new state, the state a
+batch links to) commits only if that check still holds (WritePath.create_checked).
 """
 
 from __future__ import annotations
@@ -129,18 +130,25 @@ class Ledger:
         run = self.writes.read(Run, run_id)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
-        state = NodeState.open(
-            run_id=run.id,
-            token_id=token_id,
-            node_id=node_id,
-            step_index=step_index,
-            attempt=attempt,
-            input_hash=payloads[0].digest if payloads else None,
-        )
-        self.writes.create(
-            state,
+
+        def open_in(now: Run) -> NodeState:
+            now.require_running()
+            return NodeState.open(
+                run_id=now.id,
+                token_id=token_id,
+                node_id=node_id,
+                step_index=step_index,
+                attempt=attempt,
+                input_hash=payloads[0].digest if payloads else None,
+            )
+
+        state = self.writes.create_checked(
+            run,
+            open_in,
             payloads,
-            on_duplicate=lambda: DuplicateAttempt(state.id, token_id, node_id, attempt),
+            on_duplicate=lambda: DuplicateAttempt(
+                state_id_for(token_id, node_id, attempt), token_id, node_id, attempt
+            ),
         )
         return str(state.id)
 
@@ -177,15 +185,20 @@ class Ledger:
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
         new_id = uuid4() if operation_id is None else self.writes.parse_id(Operation, operation_id)
-        operation = Operation.start(
-            operation_id=new_id,
-            run_id=run.id,
-            node_id=node_id,
-            operation_type=operation_type,
-            input_hash=payloads[0].digest if payloads else None,
-        )
-        self.writes.create(
-            operation,
+
+        def start_in(now: Run) -> Operation:
+            now.require_running()
+            return Operation.start(
+                operation_id=new_id,
+                run_id=now.id,
+                node_id=node_id,
+                operation_type=operation_type,
+                input_hash=payloads[0].digest if payloads else None,
+            )
+
+        operation = self.writes.create_checked(
+            run,
+            start_in,
             payloads,
             on_duplicate=lambda: InvalidArgument(
                 "operation_id", str(new_id), "an operation with this id already exists"
@@ -278,14 +291,19 @@ class Ledger:
         run = self.writes.read(Run, run_id)
         run.require_running()
         new_id = uuid4() if batch_id is None else self.writes.parse_id(Batch, batch_id)
-        batch = Batch.create(
-            batch_id=new_id,
-            run_id=run.id,
-            aggregation_node_id=aggregation_node_id,
-            attempt=attempt,
-        )
-        self.writes.create(
-            batch,
+
+        def create_in(now: Run) -> Batch:
+            now.require_running()
+            return Batch.create(
+                batch_id=new_id,
+                run_id=now.id,
+                aggregation_node_id=aggregation_node_id,
+                attempt=attempt,
+            )
+
+        batch = self.writes.create_checked(
+            run,
+            create_in,
             [],
             on_duplicate=lambda: InvalidArgument(
                 "batch_id", str(new_id), "a batch with this id already exists"
@@ -298,14 +316,13 @@ class Ledger:
 
     def link_batch(self, batch_id: str | UUID, state_id: str | UUID) -> None:
         batch_uuid = self.writes.parse_id(Batch, batch_id)
-        state = self.writes.read(NodeState, state_id)
 
-        def link(batch: Batch) -> None:
+        def link(batch: Batch, state: NodeState) -> None:
             batch.link(
                 state.id, run_id=state.run_id, node_id=state.node_id, state_status=state.status
             )
 
-        self.writes.change(Batch, batch_uuid, link)
+        self.writes.change_checked(Batch, batch_uuid, NodeState, state_id, link)
 
     def complete_batch(self, batch_id: str | UUID) -> None:
         self.writes.change(Batch, batch_id, lambda b: b.complete())

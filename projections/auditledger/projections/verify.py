@@ -5,7 +5,9 @@ projected. A landscape behind the log is flagged, not failed (lag is not tamperi
 makes it a failure), and the events after its position are tried in a transaction that is
 rolled back, so an event that would stop catch-up is a failed check naming its position.
 Every skipped position is listed, flagged (failed when strict). The rebuild diff builds a
-fresh landscape up to the live position in a shadow and compares every row.
+fresh landscape up to the live position in a shadow and compares every row; with it, one
+pass over the log checks what the landscape's rows cannot show (the order of a batch's link
+and its state's end).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
+from uuid import UUID
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, Engine, and_, except_, func, literal, or_, select, union_all
 
-from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING
+from auditledger.domain.batch import BATCH_COMPLETED, BATCH_FAILED, EXECUTING, Batch
 from auditledger.domain.call_parent import CallRecordedEvent
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.domain.lifecycle import OPEN
+from auditledger.domain.node_state import NodeState
 from auditledger.domain.payload_status import PayloadStatus, check
 from auditledger.domain.run import RUN_COMPLETED
 
@@ -313,6 +317,37 @@ def _compare(
     return checked, failed, bad
 
 
+_LOG_CHUNK = 2000
+
+
+def links_before_state_end(source: EventSource, stop: int) -> Check:
+    """Every BatchLinked is in the log before its state's terminal event (positions)."""
+    ended: dict[UUID, int] = {}
+    links: list[tuple[int, UUID, UUID]] = []
+    after = 0
+    name = "every batch was linked before its state ended"
+    while after < stop:
+        try:
+            chunk = source.read(after, _LOG_CHUNK, stop)
+        except UndecodableEvent as error:
+            return _check(name, len(links), [str(error)])
+        if not chunk:
+            break
+        for at, event in chunk:
+            if isinstance(event, Batch.BatchLinked):
+                links.append((at, event.originator_id, event.state_id))
+            elif isinstance(event, (NodeState.StateCompleted, NodeState.StateFailed)):
+                ended.setdefault(event.originator_id, at)
+        after = chunk[-1][0]
+    bad = [
+        f"batch {batch} was linked to state {state} at position {at}, "
+        f"after the state ended at position {ended[state]}"
+        for at, batch, state in links
+        if ended.get(state, at) < at
+    ]
+    return _check(name, len(links), bad)
+
+
 Checker = Callable[[Connection, Landscape], Check]
 ROW_CHECKS: tuple[Checker, ...] = (
     call_parents,
@@ -341,5 +376,7 @@ def verify(
         conn.commit()
         report.add(projectable(conn, live, source))
         if diff:
+            report.add(links_before_state_end(source, read_position(conn, live)))
+            conn.commit()
             report.add(rebuild_diff(engine, conn, live, source))
     return report

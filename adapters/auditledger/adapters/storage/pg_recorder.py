@@ -23,6 +23,12 @@ whole before its reply is awaited.
 Every connection runs with the store's lock timeout (lock_timeout=SECONDS in the URL): a
 write or read that waits longer for a lock fails with LockTimeout, once, not once per retry
 of the library's loop (which retries its operational errors ten times).
+
+Read guards (guards.py) are checked after the inserts, under the table lock (so every
+earlier writer has committed and no later one can), in the same pipeline: a guard that
+fails tries to insert the read aggregate's next version, which exists, so the unique
+(originator_id, originator_version) refuses the whole transaction with the IntegrityError
+a version conflict gets, and the write stays one round trip.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.domain.errors import LockTimeout
 from auditledger.projections.schema import SCHEMA_LOCK
 
@@ -110,6 +117,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._check_guard = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT %s::uuid, %s::bigint + 1, '', ''::bytea WHERE EXISTS (SELECT 1 "
+            "FROM {schema}.{table} WHERE originator_id = %s::uuid "
+            "AND originator_version > %s::bigint AND topic = ANY(%s::text[]))"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
     select_events = _lock_timeout_is_final(
         PostgresApplicationRecorder.select_events, "reading the event log"
@@ -123,22 +136,32 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        guards: Sequence[ReadGuard] = (),
+        **kwargs: Any,
     ) -> Sequence[int] | None:
         if self.datastore.enable_db_functions or not stored_events:
+            if guards:
+                raise ValueError("read guards need this recorder's own insert path")
             ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return ids
         with self.datastore.get_connection() as conn:
             assert conn.autocommit
             try:
                 if _weight(stored_events, **kwargs) > PIPELINE_MAX_BYTES:
-                    return self._write_in_steps(conn, stored_events, **kwargs)
-                return self._write_pipelined(conn, stored_events, **kwargs)
+                    return self._write_in_steps(conn, stored_events, guards, **kwargs)
+                return self._write_pipelined(conn, stored_events, guards, **kwargs)
             except LockNotAvailable:
                 raise _timed_out(self, f"writing to {self.events_table_name}") from None
 
     def _write_pipelined(
-        self, conn: Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        conn: Connection[DictRow],
+        stored_events: Sequence[StoredEvent],
+        guards: Sequence[ReadGuard],
+        **kwargs: Any,
     ) -> Sequence[int] | None:
         failure: BaseException | None = None
         with conn.pipeline() as pipeline, conn.cursor() as control, conn.cursor() as insert:
@@ -146,6 +169,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 control.execute("BEGIN")
                 self._insert_events(control, stored_events, **kwargs)
                 self._insert_stored_events(insert, stored_events, **kwargs)
+                self._check_guards(control, guards)
                 control.execute("COMMIT")
                 pipeline.sync()
                 ids = self._fetch_ids_after_insert_events(insert, stored_events)
@@ -158,12 +182,34 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         return ids
 
     def _write_in_steps(
-        self, conn: Connection[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+        self,
+        conn: Connection[DictRow],
+        stored_events: Sequence[StoredEvent],
+        guards: Sequence[ReadGuard],
+        **kwargs: Any,
     ) -> Sequence[int] | None:
         with conn.transaction(), conn.cursor() as curs:
             self._insert_events(curs, stored_events, **kwargs)
             self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events)
+            ids = self._fetch_ids_after_insert_events(curs, stored_events)
+            self._check_guards(curs, guards)
+            return ids
+
+    def _check_guards(self, curs: Cursor[DictRow], guards: Sequence[ReadGuard]) -> None:
+        """Under the table lock: a guard whose aggregate has closed since it was read inserts
+        that aggregate's next version, which exists, so the whole transaction is refused."""
+        for guard in guards:
+            curs.execute(
+                self._check_guard,
+                (
+                    guard.aggregate_id,
+                    guard.version,
+                    guard.aggregate_id,
+                    guard.version,
+                    list(guard.closing_topics),
+                ),
+                prepare=True,
+            )
 
     def _insert_stored_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any

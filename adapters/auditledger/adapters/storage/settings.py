@@ -91,7 +91,10 @@ class StoreSettings:
 
     def event_store_env(self) -> dict[str, str]:
         if self.kind == "memory":
-            return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+            # the library's in-memory recorder, with read guards checked under its lock
+            return {
+                "PERSISTENCE_MODULE": "auditledger.adapters.storage.popo_recorder:LedgerPOPOFactory"
+            }
         if self.kind == "sqlite":
             assert self.directory is not None
             return {

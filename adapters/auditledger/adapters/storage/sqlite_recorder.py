@@ -11,6 +11,9 @@ write lock is held, so the rows of one write take consecutive rowids).
 A write goes only to the log file that was opened: its (device, inode) is pinned at open and
 looked at before each write transaction (one stat), so a log deleted or replaced under an
 open ledger refuses writes with LogReplaced instead of writing into a file nobody will see.
+
+Read guards (guards.py) are checked after the inserts: the write lock is held by then, so no
+other writer can record anything between the check and the commit.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_rows
 from auditledger.domain.errors import LogReplaced
 
@@ -49,6 +53,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         payloads: Sequence[Payload] = (),
+        guards: Sequence[ReadGuard] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         if payloads and not self.holds_payloads:
@@ -57,7 +62,20 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=True) as c:
             if payloads:
                 c.executemany(SQLITE_UPSERT, sqlite_payload_rows(payloads))
-            return self._insert_events(c, stored_events, **kwargs)
+            ids = self._insert_events(c, stored_events, **kwargs)
+            for guard in guards:
+                self._check(c, guard)
+            return ids
+
+    def _check(self, c: SQLiteCursor, guard: ReadGuard) -> None:
+        topics = guard.closing_topics
+        c.execute(
+            f"SELECT 1 FROM {self.events_table_name} WHERE originator_id = ? "
+            f"AND originator_version > ? AND topic IN ({','.join('?' * len(topics))}) LIMIT 1",
+            (guard.aggregate_id.hex, guard.version, *topics),
+        )
+        if c.fetchone() is not None:
+            raise IntegrityError(guard.refusal())
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **_: Any

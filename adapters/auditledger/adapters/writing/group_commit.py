@@ -5,7 +5,8 @@ everything queued and commits it as one write; whoever queued meanwhile is taken
 leader. So a commit carries as many callers as arrived during the previous one, with no timer
 and no background thread, and submit() returns only after the caller's events are committed.
 
-When a shared commit is refused (a version taken by another process), nothing of it was
+When a shared commit is refused (a version taken by another process, or a read guard of
+one of its writes failed), nothing of it was
 written: each write is then committed on its own, so only the callers that really conflict
 get the IntegrityError (and re-run their command from a fresh load); the others succeed.
 """
@@ -19,14 +20,16 @@ from dataclasses import dataclass
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 
-Write = Callable[[Sequence[StoredEvent], Sequence[Payload]], None]
+Write = Callable[[Sequence[StoredEvent], Sequence[Payload], Sequence[ReadGuard]], None]
 
 
 @dataclass(eq=False)
 class _Pending:
     stored: Sequence[StoredEvent]
     payloads: Sequence[Payload]
+    guards: Sequence[ReadGuard] = ()
     done: bool = False
     error: BaseException | None = None
 
@@ -47,8 +50,13 @@ class GroupCommitter:
         with self._cond:
             return len(self._queue)
 
-    def submit(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
-        pending = _Pending(stored, payloads)
+    def submit(
+        self,
+        stored: Sequence[StoredEvent],
+        payloads: Sequence[Payload],
+        guards: Sequence[ReadGuard] = (),
+    ) -> None:
+        pending = _Pending(stored, payloads, guards)
         with self._cond:
             self._queue.append(pending)
         while True:
@@ -84,6 +92,7 @@ class GroupCommitter:
             self._write(
                 [event for item in batch for event in item.stored],
                 [payload for item in batch for payload in item.payloads],
+                [guard for item in batch for guard in item.guards],
             )
             self.commits += 1
         except IntegrityError as error:
@@ -102,7 +111,7 @@ class GroupCommitter:
     def _commit_one_by_one(self, batch: list[_Pending]) -> None:
         for item in batch:
             try:
-                self._write(item.stored, item.payloads)
+                self._write(item.stored, item.payloads, item.guards)
                 self.commits += 1
             except IntegrityError as error:
                 item.error = error

@@ -13,6 +13,10 @@ change silently, so a unit is never re-run behind the caller's back:
 - a conflict with another process (it committed to a touched aggregate first) refuses the
   whole commit: nothing is written and UnitConflict (retryable) names the aggregates.
   The caller runs the unit again; its new values come from the store as it now is.
+A command that checked another aggregate it does not change (the run of a state it opens,
+the state a batch links to) relies on that check: the commit carries a read guard, and if
+that aggregate was closed in between, nothing is written and the unit raises the error the
+command would now get (RunClosed, InvalidLink), else UnitConflict.
 Creating an aggregate the unit already created is refused at the command; one that already
 exists in the store is found when the unit commits (the store's unique version refuses it):
 the unit then raises that command's own error (DuplicateAttempt and friends) and writes
@@ -27,19 +31,24 @@ A single command that loses a race was never answered, so it is simply re-run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.adapters.writing.locks import LockOwner
 from auditledger.domain.errors import LedgerError
 
 
 class StaleCopy(Exception):
     """The copy is behind the store: reload and run the command again."""
+
+
+class StaleRead(Exception):
+    """Another aggregate a command checked was closed before its write: run it again."""
 
 
 class UnitOfWork:
@@ -55,6 +64,15 @@ class UnitOfWork:
         self.payloads: list[Payload] = []
         self.created: dict[UUID, Callable[[], LedgerError]] = {}
         self.reads: dict[UUID, Aggregate] = {}
+        self.guards: dict[UUID, ReadGuard] = {}
+        self.rechecks: list[Callable[[], object]] = []
+
+    def rely_on(self, guards: Sequence[ReadGuard], recheck: Callable[[], object] | None) -> None:
+        """A command's checks of aggregates it read: guarded at commit, re-run if refused."""
+        for guard in guards:
+            self.guards.setdefault(guard.aggregate_id, guard)
+        if guards and recheck is not None:
+            self.rechecks.append(recheck)
 
     @property
     def event_count(self) -> int:

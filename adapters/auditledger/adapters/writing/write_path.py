@@ -4,6 +4,11 @@ A single command takes the aggregate's write lock, runs on a cached copy (or a f
 and commits; a version conflict reloads and runs it again, bounded and with jitter, so a
 caller never sees a conflict for a legal command. Inside `unit_of_work()` the commands of a
 thread are collected and committed together. A typed LedgerError means nothing was written.
+
+A command that checks one aggregate and writes another (`create_checked`, `change_checked`)
+commits with a read guard on what it checked (storage/guards.py): if that aggregate was
+closed in between, the store refuses the write and the command runs again on the store as
+it now is, so it gets the typed error it would have got had it come second.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.utils import get_topic
 
 from auditledger.adapters.storage.canonical import Payload
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.adapters.storage.stores import Stores
 from auditledger.adapters.writing.cache import AggregateCache
 from auditledger.adapters.writing.group_commit import GroupCommitter
 from auditledger.adapters.writing.locks import AggregateLocks
-from auditledger.adapters.writing.units import StaleCopy, UnitOfWork
+from auditledger.adapters.writing.units import StaleCopy, StaleRead, UnitOfWork
 from auditledger.adapters.writing.writer import EventWriter
 from auditledger.domain.batch import Batch
 from auditledger.domain.errors import (
@@ -47,6 +54,7 @@ from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
 
 A = TypeVar("A", bound=Aggregate)
+B = TypeVar("B", bound=Aggregate)
 R = TypeVar("R")
 
 UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
@@ -56,11 +64,24 @@ UNKNOWN: dict[type[Aggregate], type[UnknownAggregate]] = {
     Batch: UnknownBatch,
 }
 
+# The events after which a check another command made of the aggregate no longer holds
+# (a run that was running, a state or operation that was open or pending).
+CLOSING: dict[type[Aggregate], tuple[str, ...]] = {
+    Run: (get_topic(Run.RunCompleted),),
+    NodeState: (get_topic(NodeState.StateCompleted), get_topic(NodeState.StateFailed)),
+    Operation: (get_topic(Operation.OperationCompleted), get_topic(Operation.OperationFailed)),
+}
+
 
 @lru_cache(maxsize=4096)
 def _uuid_of(raw: str) -> UUID:
     """An id as a caller spells it, parsed once: a pipeline passes the same ids many times."""
     return UUID(raw)
+
+
+def _rerun(command: Callable[[A], object], before: A) -> Callable[[], object]:
+    """The command again, on a copy of its aggregate as it was before it ran."""
+    return lambda: command(copy.deepcopy(before))
 
 
 class WritePath:
@@ -151,19 +172,87 @@ class WritePath:
         payloads: Iterable[Payload],
         *,
         on_duplicate: Callable[[], LedgerError],
+        guards: Sequence[ReadGuard] = (),
+        recheck: Callable[[], object] | None = None,
     ) -> None:
+        """Commit a new aggregate; StaleRead when a guard failed (nothing written)."""
         if payloads and self.app.has_events(aggregate.id):
             raise on_duplicate()  # refused before its payloads are written
         unit = self._unit()
         if unit is not None:
             self._unit_create(unit, aggregate, list(payloads), on_duplicate)
+            unit.rely_on(guards, recheck)
             return
         with self._locks.hold(aggregate.id):
             try:
-                self._commit([aggregate], list(payloads))
+                self._commit([aggregate], list(payloads), guards)
             except IntegrityError:
+                if guards and not self.app.has_events(aggregate.id):
+                    raise StaleRead from None
                 raise on_duplicate() from None
         self.cache.put(aggregate)
+
+    def create_checked(
+        self,
+        seen: A,
+        build: Callable[[A], B],
+        payloads: Sequence[Payload],
+        *,
+        on_duplicate: Callable[[], LedgerError],
+    ) -> B:
+        """Create what build makes of another aggregate, seen as read just now (build checks
+        it, refusing with a typed error); committed only if that one was not closed since,
+        else build runs again on it as the store now has it."""
+        cls, read_id = type(seen), seen.id
+        for attempt in range(self.MAX_TRIES):
+            aggregate = build(seen)
+            try:
+                self.create(
+                    aggregate,
+                    payloads,
+                    on_duplicate=on_duplicate,
+                    guards=self._guards(seen),
+                    recheck=lambda: build(self.read(cls, read_id)),
+                )
+            except StaleRead:
+                self._back_off(attempt)
+                seen = self.read(cls, read_id)
+                continue
+            return aggregate
+        raise ConcurrencyExhausted(read_id, self.MAX_TRIES)
+
+    def change_checked(
+        self,
+        cls: type[A],
+        raw_id: str | UUID,
+        read_cls: type[B],
+        read_raw_id: str | UUID,
+        command: Callable[[A, B], R],
+    ) -> R:
+        """Run command on one aggregate with another as it is now (read first, so an unknown
+        one is refused first); committed only if that other was not closed since."""
+        read_id = self.parse_id(read_cls, read_raw_id)
+        seen = [self.read(read_cls, read_id)]
+        runs = 0
+
+        def run(target: A) -> R:
+            nonlocal runs
+            if runs:
+                seen[0] = self.read(read_cls, read_id)
+            runs += 1
+            return command(target, seen[0])
+
+        return self.change(cls, raw_id, run, guards=lambda: self._guards(seen[0]))
+
+    def _guards(self, seen: Aggregate) -> list[ReadGuard]:
+        unit = self._unit()
+        if unit is not None and seen.id in unit.changed:
+            return []  # the unit writes it: its own versions conflict with any other writer
+        return [ReadGuard(seen.id, seen.version, CLOSING[type(seen)])]
+
+    @staticmethod
+    def _back_off(attempt: int) -> None:
+        time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
 
     def change(
         self,
@@ -173,13 +262,14 @@ class WritePath:
         *,
         payloads: Sequence[Payload] = (),
         companions: Callable[[A], list[Aggregate]] | None = None,
+        guards: Callable[[], list[ReadGuard]] | None = None,
     ) -> R:
         aggregate_id = self.parse_id(cls, raw_id)
         unit = self._unit()
         if unit is not None:
-            return self._unit_change(unit, cls, aggregate_id, command, payloads, companions)
+            return self._unit_change(unit, cls, aggregate_id, command, payloads, companions, guards)
         with self._locks.hold(aggregate_id):
-            return self._change_alone(cls, aggregate_id, command, payloads, companions)
+            return self._change_alone(cls, aggregate_id, command, payloads, companions, guards)
 
     def _change_alone(
         self,
@@ -188,6 +278,7 @@ class WritePath:
         command: Callable[[A], R],
         payloads: Sequence[Payload],
         companions: Callable[[A], list[Aggregate]] | None,
+        guards: Callable[[], list[ReadGuard]] | None,
     ) -> R:
         fresh = False
         for attempt in range(self.MAX_TRIES):
@@ -212,10 +303,10 @@ class WritePath:
                 fresh = True
                 continue
             try:
-                self._commit([aggregate, *others], payloads)
+                self._commit([aggregate, *others], payloads, guards() if guards else ())
             except IntegrityError:
                 fresh = True
-                time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
+                self._back_off(attempt)
                 continue
             self.cache.put(aggregate)
             return result
@@ -247,25 +338,40 @@ class WritePath:
 
     # The three ways to the store
 
-    def _write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
+    def _write(
+        self,
+        stored: Sequence[StoredEvent],
+        payloads: Sequence[Payload],
+        guards: Sequence[ReadGuard] = (),
+    ) -> None:
         if self._group is not None:
-            self._group.submit(stored, payloads)
+            self._group.submit(stored, payloads, guards)
         else:
-            self.writer.write(stored, payloads)
+            self.writer.write(stored, payloads, guards)
 
-    def _commit(self, aggregates: Sequence[Aggregate], payloads: Sequence[Payload]) -> None:
-        self._write(self.writer.collect(aggregates), payloads)
+    def _commit(
+        self,
+        aggregates: Sequence[Aggregate],
+        payloads: Sequence[Payload],
+        guards: Sequence[ReadGuard] = (),
+    ) -> None:
+        self._write(self.writer.collect(aggregates), payloads, guards)
 
     def _commit_unit(self, unit: UnitOfWork) -> None:
         if unit.events:
             try:
-                self._write(self.writer.stored(unit.events), unit.payloads)
+                self._write(
+                    self.writer.stored(unit.events), unit.payloads, list(unit.guards.values())
+                )
             except IntegrityError:
                 for aggregate_id, on_duplicate in unit.created.items():
                     if self.app.has_events(aggregate_id):
                         raise on_duplicate() from None
+                for recheck in unit.rechecks:
+                    recheck()  # a check that no longer holds raises its command's own error
                 raise UnitConflict(
-                    list(unit.changed), "another writer committed to one of them first"
+                    [*unit.changed, *unit.guards],
+                    "another writer committed to one of them first",
                 ) from None
             except PersistenceError as error:
                 raise StoreError(f"committing a unit of work: {error}") from None
@@ -300,11 +406,13 @@ class WritePath:
         command: Callable[[A], R],
         payloads: Sequence[Payload],
         companions: Callable[[A], list[Aggregate]] | None,
+        guards: Callable[[], list[ReadGuard]] | None,
     ) -> R:
         for _ in range(2):
             aggregate = self._unit_aggregate(unit, cls, aggregate_id)
             reloadable = aggregate_id not in unit.fresh and aggregate_id not in unit.changed
-            before = copy.deepcopy(aggregate) if companions is not None else None
+            checked = companions is not None or guards is not None
+            before = copy.deepcopy(aggregate) if checked else None
             try:
                 result = command(aggregate)
                 if not aggregate.pending_events:
@@ -327,6 +435,9 @@ class WritePath:
                         [aggregate_id], "the store has a call this unit's copy does not know"
                     ) from None
                 raise
+            if guards is not None:
+                assert before is not None
+                unit.rely_on(guards(), _rerun(command, before))
             unit.changed.add(aggregate_id)
             unit.events.extend(aggregate.collect_events())
             for other in others:

@@ -5,6 +5,8 @@ SQLite in the same transaction (the payload table is in the events' database), e
 (memory, or a SQLite directory from before that layout) in one batched insert just before
 the events' transaction (a payload whose events are then refused is a harmless,
 content-addressed orphan). The events of one write are one transaction: all or nothing.
+A write may carry read guards (storage/guards.py): the recorder refuses it, like a version
+conflict, when an aggregate a command relied on was closed after it was read.
 The library's Application.save is bypassed on purpose: it checks runtime protocols on every
 object and notifies no one we use; the mapper and the recorder are the same.
 """
@@ -19,6 +21,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEv
 
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.storage.guards import ReadGuard
 from auditledger.adapters.storage.payloads import PayloadStore
 from auditledger.domain.errors import StoreError
 
@@ -40,11 +43,17 @@ class EventWriter:
             event for aggregate in aggregates for event in aggregate.collect_events()
         )
 
-    def write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
-        """Commits; IntegrityError when another writer got to a version first (nothing written),
-        StoreError when the store fails otherwise (locked, unreachable, dropped)."""
+    def write(
+        self,
+        stored: Sequence[StoredEvent],
+        payloads: Sequence[Payload],
+        guards: Sequence[ReadGuard] = (),
+    ) -> None:
+        """Commits; IntegrityError when another writer got to a version first or a guard
+        failed (nothing written), StoreError when the store fails otherwise (locked,
+        unreachable, dropped)."""
         try:
-            self._write(stored, payloads)
+            self._write(stored, payloads, guards)
         except IntegrityError:
             if self._landed(stored):
                 return
@@ -74,12 +83,18 @@ class EventWriter:
                 return False
         return True
 
-    def _write(self, stored: Sequence[StoredEvent], payloads: Sequence[Payload]) -> None:
+    def _write(
+        self,
+        stored: Sequence[StoredEvent],
+        payloads: Sequence[Payload],
+        guards: Sequence[ReadGuard],
+    ) -> None:
         if not stored:
             self.payloads.put_many(payloads)
             return
+        checks: dict[str, Any] = {"guards": guards} if guards else {}
         if self._payloads_in_transaction:
-            self.app.recorder.insert_events(stored, payloads=payloads)
+            self.app.recorder.insert_events(stored, payloads=payloads, **checks)
             return
         self.payloads.put_many(payloads)
-        self.app.recorder.insert_events(stored)
+        self.app.recorder.insert_events(stored, **checks)
