@@ -25,8 +25,11 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
+from auditledger.adapters.tamper.chain_format import DOMAIN
+
 LEAF_DOMAIN = b"auditledger-leaf-v1\x00"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+_LEAF_FIELDS = len(LEAF_DOMAIN)
 
 Subtree = tuple[int, int]
 """(level, index): the complete subtree of 2**level leaves starting at index * 2**level."""
@@ -55,6 +58,12 @@ def leaf_bytes(position: int, topic: str, originator: str, version: int, state: 
     )
 
 
+def chain_link(prev: bytes, leaf: bytes) -> bytes:
+    """chain_format.link of the leaf's event: the chain hashes the same fields after its own
+    domain tag and the previous chain hash, so the sealer builds the bytes once."""
+    return _sha256(DOMAIN + prev + memoryview(leaf)[_LEAF_FIELDS:]).digest()
+
+
 def leaf_hash(leaf: bytes) -> bytes:
     return _sha256(b"\x00" + leaf).digest()
 
@@ -71,6 +80,10 @@ def split(size: int) -> int:
 def cover(span: Span) -> list[Subtree]:
     """The complete subtrees making up a span the RFC's recursion meets, largest first."""
     lo, hi = span
+    size = hi - lo
+    if size & (size - 1) == 0:
+        level = size.bit_length() - 1
+        return [(level, lo >> level)]
     found = []
     for level in range((hi - lo).bit_length() - 1, -1, -1):
         if (hi - lo) >> level & 1:
