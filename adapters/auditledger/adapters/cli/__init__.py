@@ -11,6 +11,7 @@ import typer
 from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
 from auditledger.adapters.cli import landscape as cli_landscape
+from auditledger.adapters.cli import proofs as cli_proofs
 from auditledger.adapters.cli import provider as cli_provider
 
 app = typer.Typer(
@@ -27,7 +28,7 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo, cli_chain, cli_landscape, cli_provider):
+for module in (cli_demo, cli_chain, cli_proofs, cli_landscape, cli_provider):
     module.register(app)
 
 

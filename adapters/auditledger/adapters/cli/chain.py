@@ -21,6 +21,7 @@ from auditledger.adapters.cli.common import (
     fail,
     one_line_errors,
 )
+from auditledger.adapters.cli.proofs import merkle_consistency
 from auditledger.adapters.tamper.chain_format import ChainReport, Checkpoint, parse_checkpoints
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
 from auditledger.adapters.tamper.raw_log import LogSource
@@ -146,13 +147,33 @@ def run_verify_chain(
 
 
 def consistency(
-    old: Annotated[Path, typer.Argument(help="file whose last checkpoint is the older head")],
-    new: Annotated[Path, typer.Argument(help="file whose last checkpoint is the newer head")],
+    old: Annotated[
+        Path | None, typer.Argument(help="file whose last checkpoint is the older head")
+    ] = None,
+    new: Annotated[
+        Path | None, typer.Argument(help="file whose last checkpoint is the newer head")
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
+    old_tree: Annotated[
+        str | None,
+        typer.Option("--old", help="Merkle proof from this tree size (or checkpoint file)"),
+    ] = None,
+    new_tree: Annotated[
+        str | None,
+        typer.Option("--new", help="... to this tree size or checkpoint file (default: all)"),
+    ] = None,
 ) -> None:
-    """Check the log only grew from OLD to NEW: the same history up to OLD's head."""
+    """Check the log only grew from OLD to NEW: the same history up to OLD's head. With
+    --old [--new]: print the RFC 9162 consistency proof between two tree sizes (JSON)."""
+    if old_tree is not None or new_tree is not None:
+        if old is not None or new is not None or old_tree is None:
+            raise fail("give OLD NEW checkpoint files, or --old SIZE_OR_CHECKPOINT [--new ...]")
+        merkle_consistency(store, old_tree, new_tree)
+        return
+    if old is None or new is None:
+        raise fail("give OLD and NEW checkpoint files (or --old/--new for a Merkle proof)")
     with one_line_errors():
         older, newer = _read_checkpoints(old)[-1], _read_checkpoints(new)[-1]
     if older.position > newer.position:

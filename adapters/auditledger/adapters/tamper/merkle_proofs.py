@@ -182,8 +182,8 @@ class Prover:
     def _size(self, size: int | None) -> int:
         if size is None:
             size = self.head.size
-        if size > self.head.size:
-            raise NotSealed(f"tree size {size}", self.head.size)
+        if size > self.head.size or self.head.size == 0:
+            raise NotSealed(f"tree size {size or 1}", self.head.size)
         if size <= 0:
             raise NothingToProve(f"tree size {size}", "the tree of that size has no leaf")
         return size
