@@ -141,6 +141,15 @@ def test_the_tree_grows_batch_by_batch_to_the_same_root(url: str) -> None:
     assert prove_consistency(url, 1).new_root == root
 
 
+def test_one_seal_goes_on_past_a_hundred_batches(url: str) -> None:
+    record_history(url, [Token((1, 2, 3), "completed", False)] * 25, seed=6, prefix="many")
+    events = len(RawStore(url).positions())
+    assert events > 100
+    with RawLog.open(url) as log:
+        assert log.seal(batch=1).position == RawStore(url).positions()[-1]
+    assert reference_root(url)[0] == events
+
+
 def test_an_event_changed_after_sealing_no_longer_proves(url: str) -> None:
     seal(url)
     raw = RawStore(url)

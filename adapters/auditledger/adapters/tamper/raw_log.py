@@ -251,7 +251,8 @@ class RawLog:
             return self._seal_up_to(horizon, batch)
 
     def _seal_up_to(self, horizon: int, batch: int) -> Head:
-        for _attempt in range(100):
+        conflicts = 0  # batches sealed are progress; only conflicts are bounded
+        while conflicts < 100:
             try:
                 head = self._seal_batch(horizon, batch)
             except DBAPIError as error:
@@ -259,6 +260,7 @@ class RawLog:
                     raise StoreError(
                         f"sealing the store at {shown(self.url)}: {first_line(error.orig or error)}"
                     ) from None
+                conflicts += 1
                 continue
             if head is not None:
                 return head
