@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import json
 import struct
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +218,14 @@ def test_the_verifier_checks_a_printed_proof_and_rejects_a_leaf_that_does_not_ha
     assert merkle_verify.check(printed) == (True, "")
     forged = {**printed, "leaf": base64.b64encode(b"x").decode()}
     assert merkle_verify.check(forged)[0] is False
+
+
+def test_the_stand_alone_verifier_imports_only_the_standard_library() -> None:
+    source = Path(merkle_verify.__file__).read_text(encoding="utf-8")
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
