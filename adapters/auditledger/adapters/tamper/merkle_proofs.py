@@ -21,20 +21,23 @@ from sqlalchemy import Connection
 
 from auditledger.adapters.tamper.chain_format import originator_text
 from auditledger.adapters.tamper.merkle import (
+    Span,
     Subtree,
     consistency_spans,
+    cover,
+    fold,
     inclusion_spans,
     leaf_bytes,
     leaf_hash,
     root,
-    span_hashes,
 )
 from auditledger.adapters.tamper.merkle_errors import NothingToProve, NotSealed, TreeDamaged
 from auditledger.adapters.tamper.merkle_store import (
+    HASH,
+    ROW_STARTS,
     TILE_HEIGHT,
     TileKey,
     TreeHead,
-    decode_tile,
     read_head,
 )
 from auditledger.adapters.tamper.merkle_verify import verify_consistency, verify_inclusion
@@ -46,6 +49,7 @@ CALL_TOPICS = ("auditledger:NodeState.CallRecorded:v1", "auditledger:Operation.C
 TILE_CACHE = 20_000
 """Tiles a Prover keeps decoded (~1 KB each); the upper levels are shared by every proof."""
 RUNS_KEPT = 10_000
+SQLITE_MMAP = 1 << 30
 MISSING: Any = object()
 
 
@@ -84,7 +88,7 @@ class Prover:
         self.head: TreeHead = (
             read_head(conn) if log.has_table(log.events_engine, "merkle_tiles") else TreeHead(0, 0)
         )
-        self.tiles: dict[TileKey, list[list[bytes]] | None] = {}
+        self.tiles: dict[TileKey, tuple[int, bytes] | None] = {}
         self.runs = self._small_runs()
         self.roots: dict[int, bytes] = {}
 
@@ -92,6 +96,8 @@ class Prover:
     @contextmanager
     def over(cls, log: RawLog) -> Iterator[Prover]:
         with log.events_engine.connect() as conn:
+            if conn.dialect.name == "sqlite":  # random reads: mapped pages, not read() calls
+                conn.exec_driver_sql(f"PRAGMA mmap_size = {SQLITE_MMAP}")
             prover = cls(log, conn)
             try:
                 yield prover
@@ -141,7 +147,7 @@ class Prover:
             raise TreeDamaged(
                 f"the event at position {position} no longer hashes to leaf {index} as sealed"
             )
-        path = span_hashes(inclusion_spans(index, tree_size), self._node)
+        path = self._hashes(inclusion_spans(index, tree_size))
         top = self._root(tree_size)
         if not verify_inclusion(index, tree_size, digest, path, top):
             raise TreeDamaged(f"the audit path of leaf {index} does not lead to the root")
@@ -161,7 +167,7 @@ class Prover:
             raise NothingToProve(
                 f"tree size {old}", f"a consistency proof needs 0 < old <= new ({new_size})"
             )
-        proof = span_hashes(consistency_spans(old, new_size), self._node)
+        proof = self._hashes(consistency_spans(old, new_size))
         old_root, new_root = self._root(old), self._root(new_size)
         if not verify_consistency(old, new_size, old_root, new_root, proof):
             raise TreeDamaged(f"the stored subtrees do not join size {old} to size {new_size}")
@@ -251,12 +257,25 @@ class Prover:
                 key[0],
                 key[1],
             )
-            tile = self.tiles[key] = None if found is None else decode_tile(found[0], found[1])
+            tile = self.tiles[key] = None if found is None else (found[0], bytes(found[1]))
         place = index & ((1 << shift) - 1)
-        if tile is None or place >= len(tile[row]):
+        if tile is None or place >= tile[0] >> row:
             raise TreeDamaged(f"subtree {subtree} is missing from the stored tree")
-        node: bytes = tile[row][place]
+        start = ROW_STARTS[tile[0]][row] + HASH * place
+        node: bytes = tile[1][start : start + HASH]
         return node
+
+    def _hashes(self, spans: list[Span]) -> list[bytes]:
+        """MTH of each span (merkle.span_hashes; a complete subtree read at once)."""
+        found = []
+        for lo, hi in spans:
+            size = hi - lo
+            if size & (size - 1) == 0:
+                level = size.bit_length() - 1
+                found.append(self._node((level, lo >> level)))
+            else:
+                found.append(fold([self._node(subtree) for subtree in cover((lo, hi))]))
+        return found
 
     def _root(self, size: int) -> bytes:
         if size not in self.roots:

@@ -46,10 +46,17 @@ def tile_slot(subtree: Subtree) -> tuple[int, int]:
     return row, index & ((TILE_WIDTH >> row) - 1)
 
 
+ROW_STARTS = [
+    [HASH * sum(width >> r for r in range(row)) for row in range(TILE_HEIGHT)]
+    for width in range(TILE_WIDTH + 1)
+]
+"""ROW_STARTS[width][row]: where a row's hashes begin in a tile of that width."""
+
+
 def node_in_tile(width: int, hashes: bytes, row: int, place: int) -> bytes | None:
     if place >= width >> row:
         return None
-    offset = HASH * (sum(width >> r for r in range(row)) + place)
+    offset = ROW_STARTS[width][row] + HASH * place
     return hashes[offset : offset + HASH]
 
 
