@@ -17,9 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auditledger.adapters.tamper import merkle_verify
+from auditledger.adapters.tamper.chain_format import link
 from auditledger.adapters.tamper.merkle import (
     EMPTY_ROOT,
     append,
+    chain_link,
     consistency_spans,
     inclusion_spans,
     leaf_bytes,
@@ -229,3 +231,12 @@ def test_the_stand_alone_verifier_imports_only_the_standard_library() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+
+
+@given(st.integers(1, 2**40), st.text(max_size=20), st.text(max_size=40), st.binary(max_size=64))
+def test_the_chain_link_from_a_leaf_is_the_chains_own_link(
+    position: int, topic: str, originator: str, state: bytes
+) -> None:
+    prev = hashlib.sha256(state).digest()
+    leaf = leaf_bytes(position, topic, originator, 3, state)
+    assert chain_link(prev, leaf) == link(prev, position, topic, originator, 3, state)
