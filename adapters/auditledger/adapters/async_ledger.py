@@ -165,6 +165,7 @@ class AsyncLedger:
     verify = _command(Ledger.verify, writes=False)
     explain = _command(Ledger.explain, writes=False)
     skip_event = _command(Ledger.skip_event, writes=False)
+    prove = _command(Ledger.prove, writes=False)
 
     async def export_rows(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""

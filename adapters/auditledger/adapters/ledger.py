@@ -27,6 +27,7 @@ from auditledger.adapters.landscape.service import LandscapeService
 from auditledger.adapters.storage.canonical import Payload, canonical_text, checked_attachments
 from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.stores import Stores
+from auditledger.adapters.tamper.merkle_proofs import InclusionProof, prove
 from auditledger.adapters.writing.units import StaleCopy, UnitOfWork
 from auditledger.adapters.writing.write_path import WritePath
 from auditledger.domain.batch import Batch
@@ -577,6 +578,20 @@ class Ledger:
         )
 
     replay_async_openai = async_replay_openai  # the earlier name, kept
+
+    # Merkle proofs (tamper/merkle_proofs.py)
+
+    def prove(
+        self,
+        *,
+        position: int | None = None,
+        call_id: str | None = None,
+        state_id: str | UUID | None = None,
+        size: int | None = None,
+    ) -> list[InclusionProof]:
+        """RFC 9162 inclusion proofs for sealed events: one position, a call's CallRecorded
+        event, or every event of a state (docs/tamper-evidence.md)."""
+        return prove(self.url, position=position, call_id=call_id, state_id=state_id, size=size)
 
     # Internals
 

@@ -12,6 +12,7 @@ from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
 from auditledger.adapters.cli import landscape as cli_landscape
 from auditledger.adapters.cli import payload as cli_payload
+from auditledger.adapters.cli import proofs as cli_proofs
 from auditledger.adapters.cli import provider as cli_provider
 
 app = typer.Typer(
@@ -28,7 +29,7 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo, cli_chain, cli_landscape, cli_payload, cli_provider):
+for module in (cli_demo, cli_chain, cli_proofs, cli_landscape, cli_payload, cli_provider):
     module.register(app)
 
 

@@ -21,10 +21,11 @@ from auditledger.adapters.cli.common import (
     fail,
     one_line_errors,
 )
+from auditledger.adapters.cli.proofs import merkle_consistency
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.tamper.chain_format import ChainReport, Checkpoint, parse_checkpoints
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
-from auditledger.adapters.tamper.raw_log import LogSource
+from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.signing import Key, checkpoint_of, read_key
 from auditledger.adapters.tamper.verifier import verify_chain
 from auditledger.domain.errors import InvalidCheckpoint
@@ -75,7 +76,7 @@ def seal(
     """Extend the hash chain over every event recorded so far."""
     last = -1
     try:
-        with one_line_errors(), LogSource.open(store) as source:
+        with one_line_errors(), RawLog.open(store) as source:
             while True:
                 head = source.seal()
                 if head.position != last:
@@ -104,7 +105,7 @@ def checkpoint(
     try:
         with one_line_errors():
             key = read_key(key_file, hmac_key_env)
-            with LogSource.open(store) as source:
+            with RawLog.open(store) as source:
                 head = source.seal()
             line = checkpoint_of(head, key).to_json()
         if append is not None:
@@ -159,7 +160,7 @@ def run_verify_chain(
         key = read_key(key_file, hmac_key_env)
         checkpoints = [c for path in checkpoint_files for c in _read_checkpoints(path)]
         trusted = _read_checkpoints(trust)[-1] if trust is not None else None
-        with LogSource.open(store, read_only=read_only) as source:
+        with RawLog.open(store, read_only=read_only) as source:
             report = verify_chain(
                 source,
                 checkpoints,
@@ -172,13 +173,33 @@ def run_verify_chain(
 
 
 def consistency(
-    old: Annotated[Path, typer.Argument(help="file whose last checkpoint is the older head")],
-    new: Annotated[Path, typer.Argument(help="file whose last checkpoint is the newer head")],
+    old: Annotated[
+        Path | None, typer.Argument(help="file whose last checkpoint is the older head")
+    ] = None,
+    new: Annotated[
+        Path | None, typer.Argument(help="file whose last checkpoint is the newer head")
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
+    old_tree: Annotated[
+        str | None,
+        typer.Option("--old", help="Merkle proof from this tree size (or checkpoint file)"),
+    ] = None,
+    new_tree: Annotated[
+        str | None,
+        typer.Option("--new", help="... to this tree size or checkpoint file (default: all)"),
+    ] = None,
 ) -> None:
-    """Check the log only grew from OLD to NEW: the same history up to OLD's head."""
+    """Check the log only grew from OLD to NEW: the same history up to OLD's head. With
+    --old [--new]: print the RFC 9162 consistency proof between two tree sizes (JSON)."""
+    if old_tree is not None or new_tree is not None:
+        if old is not None or new is not None or old_tree is None:
+            raise fail("give OLD NEW checkpoint files, or --old SIZE_OR_CHECKPOINT [--new ...]")
+        merkle_consistency(store, old_tree, new_tree)
+        return
+    if old is None or new is None:
+        raise fail("give OLD and NEW checkpoint files (or --old/--new for a Merkle proof)")
     with one_line_errors():
         older, newer = _read_checkpoints(old)[-1], _read_checkpoints(new)[-1]
     if older.position > newer.position:
@@ -203,7 +224,7 @@ def purge(
     """Delete payload bytes past retention; hashes, events and the chain stay."""
     with one_line_errors():
         age = parse_age(older_than)
-        with LogSource.open(store) as source:
+        with RawLog.open(store) as source:
             result = purge_payloads(source, age, run_id=run, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
     count = result.candidates if dry_run else result.purged
@@ -219,7 +240,7 @@ def export_checkpoint(store: str) -> dict[str, object] | None:
     """The sealed log head for `export` to include (None for memory://)."""
     if store.startswith("memory:"):
         return None
-    with one_line_errors(), LogSource.open(store) as source:
+    with one_line_errors(), RawLog.open(store) as source:
         head = source.seal()
     return json.loads(checkpoint_of(head).to_json())  # type: ignore[no-any-return]
 

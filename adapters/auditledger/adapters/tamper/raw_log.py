@@ -30,7 +30,9 @@ from auditledger.adapters.storage.engines import build_engine
 from auditledger.adapters.storage.errors import first_line, shown, store_errors
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import payloads
-from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
+from auditledger.adapters.tamper.chain_format import GENESIS, originator_text
+from auditledger.adapters.tamper.merkle import chain_link, leaf_bytes
+from auditledger.adapters.tamper.merkle_store import extend, head_under
 from auditledger.adapters.tamper.tables import CHAIN_TABLES, chain, metadata
 from auditledger.domain.errors import StoreError
 
@@ -254,7 +256,7 @@ class RawLog:
 
     def seal(self, batch: int = 5_000) -> Head:
         """Extend the chain over every event committed so far; returns the sealed head."""
-        if not self.has_table(self.events_engine, chain.name):
+        if not all(self.has_table(self.events_engine, table.name) for table in CHAIN_TABLES):
             with self._guard("creating the chain table"):
                 metadata.create_all(self.events_engine, tables=list(CHAIN_TABLES))
         horizon = self._safe_horizon()
@@ -262,7 +264,8 @@ class RawLog:
             return self._seal_up_to(horizon, batch)
 
     def _seal_up_to(self, horizon: int, batch: int) -> Head:
-        for _attempt in range(100):
+        conflicts = 0  # batches sealed are progress; only conflicts are bounded
+        while conflicts < 100:
             try:
                 head = self._seal_batch(horizon, batch)
             except DBAPIError as error:
@@ -270,6 +273,7 @@ class RawLog:
                     raise StoreError(
                         f"sealing the store at {shown(self.url)}: {first_line(error.orig or error)}"
                     ) from None
+                conflicts += 1
                 continue
             if head is not None:
                 return head
@@ -288,30 +292,42 @@ class RawLog:
             return int(conn.execute(text(f"SELECT max({column}) FROM {table}")).scalar() or 0)
 
     def _seal_batch(self, horizon: int, batch: int) -> Head | None:
-        """Seal up to `batch` events; the head when all up to the horizon are sealed."""
+        """Seal up to `batch` events; the head when all up to the horizon are sealed. The
+        Merkle tree grows in the same transaction (first over a chain sealed without it)."""
         with self.events_engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SET LOCAL lock_timeout = '60s'"))
                 conn.execute(text("LOCK TABLE chain IN EXCLUSIVE MODE"))
             head = _head(conn)
+            tree = head_under(conn, head.position)
+            behind = tree.last_position < head.position
             column = self.position_column
             rows = conn.execute(
                 text(
                     f"SELECT {column}, topic, originator_id, originator_version, state "
                     f"FROM {self.events_table} WHERE {column} > :after AND {column} <= :until "
-                    f"ORDER BY {column} LIMIT :limit"
+                    + (f"AND {column} IN (SELECT position FROM chain) " if behind else "")
+                    + f"ORDER BY {column} LIMIT :limit"
                 ),
-                {"after": head.position, "until": horizon, "limit": batch},
+                {
+                    "after": tree.last_position if behind else head.position,
+                    "until": head.position if behind else horizon,
+                    "limit": batch,
+                },
             ).all()
             if not rows:
                 return head
             now = datetime.now(UTC)
             prev, prev_position = bytes.fromhex(head.chain_hash), head.position
-            entries = []
+            entries, leaves = [], []
             for position, topic, originator, version, state in rows:
-                prev = link(
-                    prev, position, topic, originator_text(originator), version, as_bytes(state)
+                leaf = leaf_bytes(
+                    position, topic, originator_text(originator), version, as_bytes(state)
                 )
+                leaves.append((position, leaf))
+                if behind:
+                    continue
+                prev = chain_link(prev, leaf)
                 entries.append(
                     {
                         "position": position,
@@ -321,7 +337,9 @@ class RawLog:
                     }
                 )
                 prev_position = position
-            conn.execute(chain.insert(), entries)
+            if entries:
+                conn.execute(chain.insert(), entries)
+            extend(conn, tree, leaves)
         return None
 
 
