@@ -34,6 +34,7 @@ from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
 from auditledger.domain.errors import (
     CallIdConflict,
     DuplicateAttempt,
+    DuplicateRetry,
     InvalidArgument,
     ParentClosed,
 )
@@ -302,6 +303,26 @@ class Ledger:
             )
 
         self.writes.change(Batch, batch_uuid, link)
+
+    def retry_batch(self, batch_id: str | UUID, members: Sequence[str] | None = None) -> str:
+        """The failed batch's next attempt (same run and node), holding `members` (default:
+        all of its members), renumbered 0..k-1 in their old order, in one write. Retrying
+        the same batch again with the same members returns the same id and writes nothing."""
+        failed = self.writes.read(Batch, batch_id)
+        retry = failed.retry(members)
+        if self.writes.find(retry.id) is None:
+            self.writes.read(Run, failed.run_id).require_running()
+            try:
+                self.writes.create(
+                    retry, [], on_duplicate=lambda: DuplicateRetry(failed.id, retry.id)
+                )
+                return str(retry.id)
+            except DuplicateRetry:
+                pass  # another writer retried it first: the same retry, or a refusal
+        existing = self.writes.find(retry.id)
+        if not isinstance(existing, Batch) or existing.members != retry.members:
+            raise DuplicateRetry(failed.id, retry.id)
+        return str(existing.id)
 
     def complete_batch(self, batch_id: str | UUID) -> None:
         self.writes.change(Batch, batch_id, lambda b: b.complete())

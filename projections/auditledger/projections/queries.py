@@ -51,6 +51,7 @@ class BatchView(BaseModel):
     status: str
     created_at: datetime
     completed_at: datetime | None
+    retry_of_batch_id: str | None = None
     members: list[MemberView]
 
 
