@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 
 import httpx
 from eventsourcing.domain import Aggregate
+from sqlalchemy import Engine
 
 from auditledger.adapters.calls.clients import ClientFactory
 from auditledger.adapters.calls.ports import RecordedCall
@@ -379,6 +380,12 @@ class Ledger:
 
     def landscape_position(self) -> int:
         return self.landscape_service.landscape_position()
+
+    @property
+    def landscape_engine(self) -> Engine:
+        """The landscape's SQLAlchemy Engine, to query its tables with SQL (docs/projections.md);
+        call catch_up() first to see everything recorded so far."""
+        return self.landscape_service.engine
 
     def follow(
         self,
