@@ -236,3 +236,11 @@ def test_the_landscape_of_retries_is_the_fold_of_the_log_and_rebuilds_the_same(
     ledger.rebuild()
     assert dump(engine) == caught_up == reference_fold(log_events(ledger))
     assert ledger.verify().passed
+
+
+def test_explain_shows_which_batch_a_retry_retries(ledger: Ledger) -> None:
+    f = failed_batch(ledger, link=False)
+    retry_id = ledger.retry_batch(f.batch_id)
+    shown = {b.batch_id: b for b in ledger.explain(run_id=f.run_id).runs[0].batches}
+    assert (shown[retry_id].retry_of_batch_id, shown[retry_id].attempt) == (f.batch_id, 1)
+    assert shown[f.batch_id].retry_of_batch_id is None

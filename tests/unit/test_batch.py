@@ -253,6 +253,7 @@ def test_a_subset_keeps_its_members_old_order_with_ordinals_renumbered_from_zero
         (["a", "a"], InvalidArgument, "each token once"),
         ([], InvalidArgument, "at least one member"),
         ("a", InvalidArgument, "a list of token ids"),
+        ([["a"]], InvalidArgument, "a list of token ids"),
     ],
 )
 def test_a_retry_holds_only_members_of_the_failed_batch_each_once(

@@ -120,7 +120,11 @@ class Batch(Aggregate):
     def _members_to_retry(self, token_ids: Sequence[str] | None) -> list[str]:
         if token_ids is None:
             token_ids = list(self.members)
-        if isinstance(token_ids, str) or not isinstance(token_ids, Sequence):
+        if (
+            isinstance(token_ids, str)
+            or not isinstance(token_ids, Sequence)
+            or not all(isinstance(token_id, str) for token_id in token_ids)
+        ):
             raise InvalidArgument("members", token_ids, "a list of token ids, or None for all")
         for token_id in token_ids:
             if token_id not in self.members:
