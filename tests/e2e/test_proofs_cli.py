@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.cli_runner import run_cli as run
 
 from auditledger.adapters.tamper import merkle_verify
+from tests.support.cli_runner import run_cli as run
 
 VERIFIER = Path(merkle_verify.__file__)
 

@@ -34,6 +34,7 @@ NOT_COMMANDS = {
     "group_commit",
     "state_id",
     "unit_of_work",
+    "landscape_engine",  # a property: the Engine itself
     # clients: built, not awaited (replay ones are awaited: they read the recording)
     "http_client",
     "async_http_client",

@@ -52,7 +52,6 @@ def test_the_largest_whole_numbers_are_accepted_and_projected(
     ledger.open_state(
         run_id=run_id, token_id="big", node_id="n", step_index=MAX_COUNT, attempt=MAX_COUNT
     )
-    ledger.create_batch(run_id, "agg", attempt=MAX_COUNT)
     ledger.catch_up()
     steps = {s.step_index for s in ledger.explain(run_id=run_id).runs[0].states}
     assert steps == {0, MAX_COUNT}

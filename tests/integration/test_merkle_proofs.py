@@ -10,7 +10,6 @@ from pathlib import Path
 from uuid import NAMESPACE_URL, uuid5
 
 import pytest
-from tests.support.chain_support import RawStore, Token, record_history
 from sqlalchemy import text
 
 from auditledger.adapters import Ledger
@@ -19,6 +18,7 @@ from auditledger.adapters.tamper.merkle_errors import NothingToProve, NotSealed,
 from auditledger.adapters.tamper.merkle_proofs import prove, prove_consistency
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import StoreError, UnknownState
+from tests.support.chain_support import RawStore, Token, record_history
 
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 

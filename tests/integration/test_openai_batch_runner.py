@@ -173,7 +173,12 @@ def test_a_member_without_a_result_fails_the_state_and_is_named_by_custom_id(
     outcome = runner.poll(handle)
 
     assert outcome.status == "failed"
-    assert outcome.failures == {TOKENS[member]: custom_id_for(f.batch_id, member)}
+    [(token, failure)] = outcome.failures.items()
+    assert (token, failure.custom_id, failure.kind) == (
+        TOKENS[member],
+        custom_id_for(f.batch_id, member),
+        error_type,
+    )
     assert sorted(outcome.results) == sorted(set(TOKENS) - {TOKENS[member]})
     assert statuses(memory_ledger, f) == ("failed", "failed")
     errors = [c for c in calls(memory_ledger, f.state_id) if c.status == "error"]

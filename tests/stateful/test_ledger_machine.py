@@ -38,10 +38,14 @@ from auditledger.domain.errors import (
     CallIdConflict,
     DuplicateAttempt,
     DuplicateMember,
+    DuplicateRetry,
+    InvalidArgument,
     InvalidLink,
     InvalidTransition,
     LedgerError,
+    NotAMember,
     ParentClosed,
+    RetryMembersFixed,
     RunClosed,
     UnknownBatch,
     UnknownState,
@@ -55,6 +59,11 @@ NODES = st.sampled_from(["agg", "llm"])
 ATTEMPTS = st.integers(0, 1)
 REQUESTS = st.integers(0, 2)
 CALL_IDS = st.none() | st.sampled_from(["k0", "k1", "k2"])
+SUBSETS = (
+    st.none()
+    | st.lists(TOKENS, min_size=1, max_size=2, unique=True)
+    | st.lists(st.sampled_from(["t0", "t9"]), max_size=2)  # strangers, twice, none
+)
 RUN_ENDINGS = st.sampled_from(["completed", "failed", "interrupted"])
 TERMINAL = {"completed", "failed"}
 NEXT = {"open": {"pending", "completed", "failed"}, "pending": {"completed", "failed"}}
@@ -76,6 +85,9 @@ class BatchModel:
     status: str = "draft"
     members: list[str] = field(default_factory=list)
     state_id: str | None = None
+    attempt: int = 0
+    retry_of: str | None = None
+    retry: str | None = None  # the one retry of this batch, once it failed and was retried
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -311,7 +323,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def add_batch_member(self, batch_id: str, token: str) -> None:
         model = self.batch_models[batch_id]
         command = lambda: self.ledger.add_batch_member(batch_id, self.token(token))  # noqa: E731
-        if token in model.members:
+        if model.retry_of is not None:
+            self.refused(RetryMembersFixed, command)
+        elif token in model.members:
             self.refused(DuplicateMember, command)
         elif model.status != "draft":
             self.refused(InvalidTransition, command)
@@ -351,6 +365,78 @@ class LedgerMachine(RuleBasedStateMachine):
         command()
         model.status = "failed" if fail else "completed"
 
+    @rule(
+        target=batches,
+        run_id=runs,
+        node=NODES,
+        tokens=st.lists(TOKENS, min_size=1, max_size=3, unique=True),
+    )
+    def a_batch_with_members_that_failed(self, run_id: str, node: str, tokens: list[str]) -> Any:
+        """Create, fill and fail a batch in one step, so retries meet failed batches often."""
+        batch_id = self.create_batch(run_id, node)
+        if isinstance(batch_id, str):
+            for token in tokens:
+                self.add_batch_member(batch_id, token)
+            self.end_batch(batch_id, fail=True)
+        return batch_id
+
+    def retryable(self) -> list[str]:
+        """Failed batches with members, in creation order (ids are random; the order is not)."""
+        return [
+            b
+            for b, batch in self.batch_models.items()
+            if batch.status == "failed" and batch.members
+        ]
+
+    @precondition(lambda self: bool(self.retryable()))
+    @rule(
+        target=batches,
+        pick=st.integers(0, 7),
+        keep=st.none() | st.lists(st.booleans(), min_size=3, max_size=3),
+    )
+    def retry_a_failed_batch_with_members(self, pick: int, keep: list[bool] | None) -> Any:
+        batch_id = self.retryable()[pick % len(self.retryable())]
+        members = self.batch_models[batch_id].members
+        kept = None if keep is None else [t for t, k in zip(members, keep, strict=False) if k]
+        subset = None if kept is None else kept or members
+        return self.retry_batch(batch_id, subset)
+
+    @rule(target=batches, batch_id=batches, subset=SUBSETS)
+    def retry_batch(self, batch_id: str, subset: list[str] | None) -> Any:
+        """Legal from failed only; members of the failed batch, each once, at least one; the
+        retry is attempt + 1 holding them in their old order, ordinals from 0; a second retry
+        of one batch is the same retry (same members) or refused."""
+        model = self.batch_models[batch_id]
+        tokens = None if subset is None else [self.token(t) for t in subset]
+        command = lambda: self.ledger.retry_batch(batch_id, members=tokens)  # noqa: E731
+        chosen = model.members if subset is None else subset
+        if model.status != "failed":
+            self.refused(InvalidTransition, command)
+        elif any(t not in model.members for t in chosen):
+            self.refused(NotAMember, command)
+        elif not chosen or len(set(chosen)) != len(chosen):
+            self.refused(InvalidArgument, command)
+        elif model.retry is not None:
+            retry = self.batch_models[model.retry]
+            if retry.members == sorted(chosen, key=model.members.index):
+                assert self.unchanged(command) == model.retry
+            else:
+                self.refused(DuplicateRetry, command)
+        elif self.run_status[model.run_id] != "running":
+            self.refused(RunClosed, command)
+        else:
+            retry_id = command()
+            model.retry = retry_id
+            self.batch_models[retry_id] = BatchModel(
+                model.run_id,
+                model.node_id,
+                members=sorted(chosen, key=model.members.index),
+                attempt=model.attempt + 1,
+                retry_of=batch_id,
+            )
+            return retry_id
+        return multiple()
+
     @rule(batch_id=consumes(batches))
     def batch_id_used_as_a_state_id(self, batch_id: str) -> None:
         self.refused(UnknownState, lambda: self.ledger.complete_state(batch_id))
@@ -381,6 +467,10 @@ class LedgerMachine(RuleBasedStateMachine):
             batch = self.replayed(batch_id)
             assert isinstance(batch, Batch)
             assert batch.status == batch_model.status
+            assert (batch.attempt, batch.retry_of_batch_id) == (
+                batch_model.attempt,
+                None if batch_model.retry_of is None else UUID(batch_model.retry_of),
+            )
             assert batch.members == {self.token(t): i for i, t in enumerate(batch_model.members)}
             assert batch.state_id == (
                 None if batch_model.state_id is None else UUID(batch_model.state_id)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
 from auditledger.adapters import Ledger
+from auditledger.domain.batch import Batch
 from auditledger.domain.errors import LedgerError
 from auditledger.projections.tables import LANDSCAPE_TABLES, projection_positions
 
@@ -135,7 +136,7 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
                 row.update(status="failed", error_json=e.error_json)
             row["completed_at"] = at
             row["duration_ms"] = (at - row["started_at"]).total_seconds() * 1000.0
-        elif kind == "Batch.BatchCreated":
+        elif kind in ("Batch.BatchCreated", "Batch.BatchRetried"):
             tables["batches"][(oid,)] = dict(
                 batch_id=oid,
                 run_id=str(e.run_id),
@@ -146,6 +147,9 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
                 error_json=None,
                 created_at=at,
                 completed_at=None,
+                retry_of_batch_id=(
+                    str(e.retry_of_batch_id) if kind == "Batch.BatchRetried" else None
+                ),
             )
         elif kind == "Batch.BatchMemberAdded":
             tables["batch_members"][(oid, e.token_id)] = dict(
@@ -183,6 +187,7 @@ OPS = (
     "link",
     "batch_complete",
     "batch_fail",
+    "batch_retry",
     "run_complete",
     "run_resume",
 )
@@ -274,6 +279,10 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
                 ledger.complete_batch(pick(batches, a))
             elif op == "batch_fail" and batches:
                 ledger.fail_batch(pick(batches, a), error={"e": counter})
+            elif op == "batch_retry" and batches:
+                failed = pick(batches, a)
+                members = sorted(ledger.load(Batch, failed).members)[b % 2 :] or None
+                batches.append(ledger.retry_batch(failed, members=members))
         except LedgerError:
             pass
 

@@ -6,12 +6,14 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from auditledger.domain.batch import Batch
+from auditledger.domain.batch import Batch, retry_id_for
 from auditledger.domain.errors import (
     DuplicateMember,
     InvalidArgument,
     InvalidLink,
     InvalidTransition,
+    NotAMember,
+    RetryMembersFixed,
 )
 
 RUN = uuid4()
@@ -46,12 +48,12 @@ def in_status(status: str) -> Batch:
 
 def test_a_new_batch_is_a_draft_with_no_members() -> None:
     batch_id = uuid4()
-    batch = Batch.create(batch_id=batch_id, run_id=RUN, aggregation_node_id=NODE, attempt=1)
+    batch = Batch.create(batch_id=batch_id, run_id=RUN, aggregation_node_id=NODE, attempt=0)
     assert (batch.id, batch.run_id, batch.aggregation_node_id, batch.attempt) == (
         batch_id,
         RUN,
         NODE,
-        1,
+        0,
     )
     assert (batch.status, batch.members, batch.state_id) == ("draft", {}, None)
 
@@ -194,7 +196,7 @@ def test_failing_a_batch_requires_an_error_text() -> None:
 
 
 def test_replaying_a_batchs_events_reconstructs_an_equal_batch() -> None:
-    batch = Batch.create(batch_id=uuid4(), run_id=RUN, aggregation_node_id=NODE, attempt=2)
+    batch = Batch.create(batch_id=uuid4(), run_id=RUN, aggregation_node_id=NODE, attempt=0)
     batch.add_member("a")
     batch.add_member("b")
     batch.link(uuid4(), run_id=RUN, node_id=NODE, state_status="pending")
@@ -203,3 +205,97 @@ def test_replaying_a_batchs_events_reconstructs_an_equal_batch() -> None:
     for event in batch.collect_events():
         copy = event.mutate(copy)
     assert copy == batch
+
+
+def failed_with(tokens: list[str]) -> Batch:
+    batch = drafted()
+    for token in tokens:
+        batch.add_member(token)
+    batch.link(uuid4(), run_id=RUN, node_id=NODE, state_status="open")
+    batch.fail('{"type":"Boom"}')
+    batch.collect_events()
+    return batch
+
+
+@pytest.mark.parametrize("attempt", [1, 2])
+def test_a_new_batch_with_a_later_attempt_is_refused_it_comes_only_from_a_retry(
+    attempt: int,
+) -> None:
+    with pytest.raises(InvalidArgument, match="retry_batch"):
+        Batch.create(batch_id=uuid4(), run_id=RUN, aggregation_node_id=NODE, attempt=attempt)
+
+
+def test_a_retry_is_the_next_attempt_of_the_failed_batch_with_all_its_members() -> None:
+    failed = failed_with(["a", "b", "c"])
+    retry = failed.retry()
+    assert (retry.id, retry.run_id, retry.aggregation_node_id, retry.attempt) == (
+        retry_id_for(failed.id),
+        RUN,
+        NODE,
+        1,
+    )
+    assert (retry.status, retry.members, retry.state_id) == ("draft", failed.members, None)
+    assert retry.retry_of_batch_id == failed.id
+    events = retry.collect_events()
+    assert [type(e).__name__ for e in events] == ["BatchRetried"] + ["BatchMemberAdded"] * 3
+    assert failed.pending_events == []
+
+
+def test_a_subset_keeps_its_members_old_order_with_ordinals_renumbered_from_zero() -> None:
+    failed = failed_with(["a", "b", "c", "d"])
+    assert failed.retry(["d", "b"]).members == {"b": 0, "d": 1}
+
+
+@pytest.mark.parametrize(
+    ("members", "error", "named"),
+    [
+        (["a", "stranger"], NotAMember, "'stranger'"),
+        (["a", "a"], InvalidArgument, "each token once"),
+        ([], InvalidArgument, "at least one member"),
+        ("a", InvalidArgument, "a list of token ids"),
+        ([["a"]], InvalidArgument, "a list of token ids"),
+    ],
+)
+def test_a_retry_holds_only_members_of_the_failed_batch_each_once(
+    members: list[str], error: type[Exception], named: str
+) -> None:
+    failed = failed_with(["a", "b"])
+    with pytest.raises(error, match=named) as raised:
+        failed.retry(members)
+    assert str(failed.id) in str(raised.value) or error is InvalidArgument
+
+
+@pytest.mark.parametrize("status", ["draft", "executing", "completed"])
+def test_only_a_failed_batch_is_retried(status: str) -> None:
+    batch = in_status(status)
+    with pytest.raises(InvalidTransition) as raised:
+        batch.retry()
+    assert f"batch {batch.id} is {status}" in str(raised.value)
+    assert "only a failed batch" in str(raised.value)
+
+
+def test_a_retry_that_fails_is_retried_as_the_attempt_after_it() -> None:
+    first = failed_with(["a", "b"])
+    second = first.retry(["b"])
+    second.link(uuid4(), run_id=RUN, node_id=NODE, state_status="open")
+    second.fail('{"type":"Boom"}')
+    third = second.retry()
+    assert (third.attempt, third.retry_of_batch_id, third.members) == (2, second.id, {"b": 0})
+    assert len({first.id, second.id, third.id}) == 3
+
+
+def test_the_members_of_a_retry_are_fixed() -> None:
+    retry = failed_with(["a"]).retry()
+    retry.collect_events()
+    with pytest.raises(RetryMembersFixed, match="'b'"):
+        retry.add_member("b")
+    assert retry.pending_events == []
+
+
+def test_replaying_a_retrys_events_reconstructs_an_equal_batch() -> None:
+    retry = failed_with(["a", "b"]).retry(["b"])
+    copy = None
+    for event in retry.collect_events():
+        copy = event.mutate(copy)
+    assert copy == retry
+    assert copy is not None and copy.retry_of_batch_id == retry.retry_of_batch_id

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import httpx
+from sqlalchemy import Engine
 
 from auditledger.adapters.ledger import Ledger
 from auditledger.adapters.writing.command_batches import CommandBatcher
@@ -151,6 +152,7 @@ class AsyncLedger:
     link_batch = _command(Ledger.link_batch)
     complete_batch = _command(Ledger.complete_batch)
     fail_batch = _command(Ledger.fail_batch)
+    retry_batch = _command(Ledger.retry_batch)
 
     # Reads and the landscape, off the loop too
 
@@ -166,6 +168,12 @@ class AsyncLedger:
     explain = _command(Ledger.explain, writes=False)
     skip_event = _command(Ledger.skip_event, writes=False)
     prove = _command(Ledger.prove, writes=False)
+
+    @property
+    def landscape_engine(self) -> Engine:
+        """The landscape's SQLAlchemy Engine (docs/projections.md); its queries block: run
+        them with `await ledger.run(...)` or an async driver of your own."""
+        return self.ledger.landscape_engine
 
     async def export_rows(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""

@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 
 import httpx
 from eventsourcing.domain import Aggregate
+from sqlalchemy import Engine
 
 from auditledger.adapters.calls.clients import ClientFactory
 from auditledger.adapters.calls.ports import RecordedCall
@@ -36,6 +37,7 @@ from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
 from auditledger.domain.errors import (
     CallIdConflict,
     DuplicateAttempt,
+    DuplicateRetry,
     InvalidArgument,
     ParentClosed,
 )
@@ -325,6 +327,33 @@ class Ledger:
 
         self.writes.change_checked(Batch, batch_uuid, NodeState, state_id, link)
 
+    def retry_batch(self, batch_id: str | UUID, members: Sequence[str] | None = None) -> str:
+        """The failed batch's next attempt (same run and node), holding `members` (default:
+        all of its members), renumbered 0..k-1 in their old order, in one write. Retrying
+        the same batch again with the same members returns the same id and writes nothing."""
+        failed = self.writes.read(Batch, batch_id)
+        retry = failed.retry(members)
+        if self.writes.find(retry.id) is None:
+
+            def retry_in(now: Run) -> Batch:
+                now.require_running()  # checked again if the run closes meanwhile (a guard)
+                return failed.retry(members)  # a fresh aggregate each try: its events unsaved
+
+            try:
+                self.writes.create_checked(
+                    self.writes.read(Run, failed.run_id),
+                    retry_in,
+                    [],
+                    on_duplicate=lambda: DuplicateRetry(failed.id, retry.id),
+                )
+                return str(retry.id)
+            except DuplicateRetry:
+                pass  # another writer retried it first: the same retry, or a refusal
+        existing = self.writes.find(retry.id)
+        if not isinstance(existing, Batch) or existing.members != retry.members:
+            raise DuplicateRetry(failed.id, retry.id)
+        return str(existing.id)
+
     def complete_batch(self, batch_id: str | UUID) -> None:
         self.writes.change(Batch, batch_id, lambda b: b.complete())
 
@@ -380,6 +409,12 @@ class Ledger:
 
     def landscape_position(self) -> int:
         return self.landscape_service.landscape_position()
+
+    @property
+    def landscape_engine(self) -> Engine:
+        """The landscape's SQLAlchemy Engine, to query its tables with SQL (docs/projections.md);
+        call catch_up() first to see everything recorded so far."""
+        return self.landscape_service.engine
 
     def follow(
         self,

@@ -100,6 +100,35 @@ class DuplicateMember(LedgerError):
         )
 
 
+class NotAMember(LedgerError):
+    def __init__(self, batch_id: object, token_id: str, rule: str) -> None:
+        self.id = str(batch_id)
+        self.token_id = token_id
+        super().__init__(f"token {token_id!r} is not a member of batch {self.id}: {rule}")
+
+
+class RetryMembersFixed(LedgerError):
+    def __init__(self, batch_id: object, retry_of_batch_id: object, token_id: str) -> None:
+        self.id = str(batch_id)
+        self.retry_of_batch_id = str(retry_of_batch_id)
+        self.token_id = token_id
+        super().__init__(
+            f"batch {self.id} retries batch {self.retry_of_batch_id}: its members are the "
+            f"ones given to retry_batch, so token {token_id!r} cannot join it"
+        )
+
+
+class DuplicateRetry(LedgerError):
+    def __init__(self, batch_id: object, retry_id: object) -> None:
+        self.id = str(batch_id)
+        self.retry_id = str(retry_id)
+        super().__init__(
+            f"failed batch {self.id} is already retried as batch {self.retry_id} with other "
+            f"members: a failed batch is retried once; if {self.retry_id} fails, retry it "
+            "(the next attempt)"
+        )
+
+
 class InvalidLink(LedgerError):
     def __init__(self, batch_id: object, state_id: object, reason: str) -> None:
         self.id = str(batch_id)

@@ -230,20 +230,27 @@ def _failed(e: FailedEvent, changes: Changes) -> None:
 
 @project.register
 def _batch_created(e: Batch.BatchCreated, changes: Changes) -> None:
-    changes.insert(
-        batches,
-        {
-            "batch_id": str(e.originator_id),
-            "run_id": str(e.run_id),
-            "aggregation_node_id": e.aggregation_node_id,
-            "aggregation_state_id": None,
-            "attempt": e.attempt,
-            "status": DRAFT,
-            "error_json": None,
-            "created_at": utc(e.timestamp),
-            "completed_at": None,
-        },
-    )
+    changes.insert(batches, _batch_row(e, retry_of_batch_id=None))
+
+
+@project.register
+def _batch_retried(e: Batch.BatchRetried, changes: Changes) -> None:
+    changes.insert(batches, _batch_row(e, retry_of_batch_id=str(e.retry_of_batch_id)))
+
+
+def _batch_row(e: Batch.BatchCreated, *, retry_of_batch_id: str | None) -> Row:
+    return {
+        "batch_id": str(e.originator_id),
+        "run_id": str(e.run_id),
+        "aggregation_node_id": e.aggregation_node_id,
+        "aggregation_state_id": None,
+        "attempt": e.attempt,
+        "status": DRAFT,
+        "error_json": None,
+        "created_at": utc(e.timestamp),
+        "completed_at": None,
+        "retry_of_batch_id": retry_of_batch_id,
+    }
 
 
 @project.register

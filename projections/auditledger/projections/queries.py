@@ -88,6 +88,7 @@ class BatchView(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     executed_by: StateRef | None = None
+    retry_of_batch_id: str | None = None
     members: list[MemberView]
 
 

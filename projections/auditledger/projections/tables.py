@@ -130,8 +130,10 @@ batches = Table(
     Column("error_json", Text),
     Column("created_at", WHEN, nullable=False),
     Column("completed_at", WHEN),
+    Column("retry_of_batch_id", ID, ForeignKey("batches.batch_id")),
     Index("ix_batches_run", "run_id"),
     Index("ix_batches_state", "aggregation_state_id"),
+    Index("ix_batches_retry_of", "retry_of_batch_id"),
     *checks("batches"),
 )
 

@@ -12,7 +12,11 @@ Invariants kept here:
   that has none;
 - every SDK exception is an error call before it propagates (the transport records failed
   exchanges; other exceptions are recorded here as a step error); a failed poll leaves the
-  state PENDING and the handle usable.
+  state PENDING and the handle usable;
+- a settled batch has one outcome, keyed by token id: the first poll and every later one
+  build it from the same per-member facts (later ones read them back from the member calls);
+- retry_failed sends only the failed members again, as the batch's retry (attempt n+1) under
+  a new attempt of the state, with the bodies sent before (read from the recorded JSONL).
 """
 
 from __future__ import annotations
@@ -33,8 +37,8 @@ from auditledger.adapters.calls.ports import BatchLedger
 from auditledger.adapters.calls.transports import AuditedTransport
 from auditledger.adapters.storage.canonical import Payload, canonical_json
 from auditledger.domain.batch import Batch
-from auditledger.domain.errors import InvalidArgument
-from auditledger.domain.lifecycle import COMPLETED, OPEN
+from auditledger.domain.errors import InvalidArgument, UnknownState
+from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, BatchStatus
 from auditledger.domain.node_state import NodeState
 
 T = TypeVar("T")
@@ -78,11 +82,38 @@ class BatchPending(Exception):
 
 
 @dataclass(frozen=True)
+class MemberFailure:
+    """Why one member has no result: `error` is the provider's error object (the line's
+    `error`, else its response body's `error`), None when no line came back for it."""
+
+    token_id: str
+    custom_id: str
+    kind: str  # "BatchMemberFailed" (a line with an error) or "MissingBatchOutput" (no line)
+    error: Any = None
+    status_code: int | None = None
+    file_id: str | None = None
+
+
+@dataclass(frozen=True)
 class BatchOutcome:
+    """A settled batch: `results` (token id -> response body) for every member that has one,
+    also when others failed; `failures` (token id -> MemberFailure) for the others."""
+
     handle: BatchHandle
     status: str
     results: dict[str, Any] = field(default_factory=dict)
-    failures: dict[str, Any] = field(default_factory=dict)
+    failures: dict[str, MemberFailure] = field(default_factory=dict)
+    provider_status: str | None = None
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One member's answer as the provider gave it: the line (None if none) and its file."""
+
+    token_id: str
+    custom_id: str
+    file_id: str | None
+    item: Any
 
 
 class OpenAIBatchRunner:
@@ -180,7 +211,59 @@ class OpenAIBatchRunner:
         or crashed between batches.create and PENDING); an OPEN state becomes PENDING."""
         return self.settlement.recover(batch_id)
 
+    def retry_failed(
+        self,
+        handle: BatchHandle | str,
+        *,
+        state_id: str | None = None,
+        requests: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> BatchHandle:
+        """Submit the failed members of a failed batch (its handle, or its id) again, as its
+        retry (`ledger.retry_batch`, attempt n+1), and return the retry's handle.
+
+        The retry runs under `state_id` (an open state at the batch's node) or, by default,
+        under the next attempt of the state that ran the batch (same token, node, step and
+        input; reused if it is already open). Each member's body is the one sent before
+        (from the recorded JSONL) unless `requests` (token id -> body) gives them all."""
+        if not isinstance(handle, BatchHandle):
+            handle = self.recover(handle)
+        batch = self.ledger.load(Batch, handle.batch_id)
+        if batch.status != BatchStatus.FAILED:
+            self.ledger.retry_batch(batch.id)  # refused: only a failed batch is retried
+        state = self.ledger.load(NodeState, handle.state_id)
+        tokens = list(self.settlement.settled(handle, state).failures)
+        if not tokens:
+            raise InvalidArgument(
+                "batch_id", handle.batch_id, "every member has a result: nothing to retry"
+            )
+        if requests is None:
+            sent = _input_bodies(self.ledger.payload(handle.input_sha256))
+            requests = {t: sent[custom_id_for(handle.batch_id, batch.members[t])] for t in tokens}
+        retry_id = self.ledger.retry_batch(batch.id, members=tokens)
+        return self.submit(retry_id, state_id or self._next_attempt(state), requests)
+
     # internals
+
+    def _next_attempt(self, state: NodeState) -> str:
+        attempt = state.attempt + 1
+        next_id = self.ledger.state_id(
+            token_id=state.token_id, node_id=state.node_id, attempt=attempt
+        )
+        try:
+            return str(self.ledger.load(NodeState, next_id).id)  # opened before a crash
+        except UnknownState:
+            pass
+        given = (
+            None if state.input_hash is None else json.loads(self.ledger.payload(state.input_hash))
+        )
+        return self.ledger.open_state(
+            run_id=state.run_id,
+            token_id=state.token_id,
+            node_id=state.node_id,
+            step_index=state.step_index,
+            input=given,
+            attempt=attempt,
+        )
 
     def _download(self, client: openai.OpenAI, sink: CallSink, file_id: str) -> bytes:
         return self._step(sink, "files.content", lambda: client.files.content(file_id).content)
@@ -263,65 +346,63 @@ class BatchSettlement:
                 self.record_unexpected(handle, source, line)
                 continue
             found[str(custom_id)] = (source, item)
-        results: dict[str, Any] = {}
-        failures: dict[str, Any] = {}
+        members = []
         for custom_id, token in sorted(ordinals.items(), key=lambda kv: batch.members[kv[1]]):
             file_id, item = found.get(custom_id, (None, None))
-            body = _success_body(item)
-            if body is not None:
-                results[token] = body
-            else:
-                failures[token] = custom_id
-            self.record_member(handle, custom_id, token, file_id, item, inputs.get(custom_id))
-        if provider_status == COMPLETED and not failures:
-            output = {"provider_batch_id": handle.provider_batch_id, "results": results}
+            member = _Member(token, custom_id, file_id, item)
+            self.record_member(handle, member, inputs.get(custom_id))
+            members.append(member)
+        outcome = _outcome(handle, provider_status, members)
+        if outcome.status == COMPLETED:
+            output = {"provider_batch_id": handle.provider_batch_id, "results": outcome.results}
             self.ledger.complete_state(handle.state_id, output=output)
             self.ledger.complete_batch(handle.batch_id)
-            return BatchOutcome(handle, COMPLETED, results)
+            return outcome
         error = {
             "type": "BatchIncomplete",
             "provider_batch_id": handle.provider_batch_id,
             "provider_status": provider_status,
-            "custom_ids_without_result": sorted(failures.values()),
+            "custom_ids_without_result": sorted(f.custom_id for f in outcome.failures.values()),
         }
         self.ledger.fail_state(handle.state_id, error)
         self.ledger.fail_batch(handle.batch_id, error)
-        return BatchOutcome(handle, "failed", results, failures)
+        return outcome
 
-    def record_member(
-        self,
-        handle: BatchHandle,
-        custom_id: str,
-        token: str,
-        file_id: str | None,
-        item: Any,
-        request_body: Any,
-    ) -> None:
+    def record_member(self, handle: BatchHandle, member: _Member, request_body: Any) -> None:
         """One llm call per member result (via_batch); an error call when it has none.
         Its call_id is derived from the custom_id, so a re-poll after a crash adds nothing."""
         request = {
             "via": "openai_batch",
             "provider_batch_id": handle.provider_batch_id,
-            "custom_id": custom_id,
-            "token_id": token,
+            "custom_id": member.custom_id,
+            "token_id": member.token_id,
             "input_sha256": handle.input_sha256,
             "body": request_body,
         }
-        body = _success_body(item)
+        body = _success_body(member.item)
+        failure = None if body is not None else _failure(member)
         error = None
-        if body is None:
-            kind = "MissingBatchOutput" if item is None else "BatchMemberFailed"
-            error = {"type": kind, "custom_id": custom_id, "token_id": token, "file_id": file_id}
+        if failure is not None:
+            error = {
+                "type": failure.kind,
+                "custom_id": member.custom_id,
+                "token_id": member.token_id,
+                "file_id": member.file_id,
+                "status_code": failure.status_code,
+                "provider_error": failure.error,
+            }
         self.ledger.record_call(
             handle.state_id,
             call_type="llm",
             request=request,
-            response=None if item is None else {"file_id": file_id, "line": item},
+            response=None
+            if member.item is None
+            else {"file_id": member.file_id, "line": member.item},
             error=error,
             summary=summarise_body(
-                body or {}, endpoint=handle.endpoint, via_batch=True, custom_id=custom_id
+                body or {}, endpoint=handle.endpoint, via_batch=True, custom_id=member.custom_id
             ),
-            call_id=f"openai-batch-result:{custom_id}",
+            call_id=f"openai-batch-result:{member.custom_id}",
         )
 
     def record_unexpected(self, handle: BatchHandle, file_id: str, line: bytes) -> None:
@@ -337,12 +418,37 @@ class BatchSettlement:
         )
 
     def settled(self, handle: BatchHandle, state: NodeState) -> BatchOutcome:
+        """The outcome the settling poll returned, read back from the ledger."""
         if state.status == COMPLETED and state.output_hash is not None:
             output = json.loads(self.ledger.payload(state.output_hash))
-            return BatchOutcome(handle, COMPLETED, dict(output.get("results", {})))
+            return BatchOutcome(
+                handle, COMPLETED, dict(output.get("results", {})), provider_status=COMPLETED
+            )
         error = json.loads(state.error_json) if state.error_json else {}
-        failed = error.get("custom_ids_without_result", []) if isinstance(error, dict) else []
-        return BatchOutcome(handle, state.status, failures={c: c for c in failed})
+        provider_status = error.get("provider_status") if isinstance(error, dict) else None
+        batch = self.ledger.load(Batch, handle.batch_id)
+        answered: dict[str, _Member] = {}
+        for call in self.ledger.recorded_calls(state.id):
+            request = call.request if isinstance(call.request, dict) else {}
+            custom_id, token = request.get("custom_id"), request.get("token_id")
+            if request.get("via") != "openai_batch" or not isinstance(token, str):
+                continue
+            if token not in batch.members or custom_id != custom_id_for(
+                handle.batch_id, batch.members[token]
+            ):
+                continue
+            response = call.response if isinstance(call.response, dict) else {}
+            answered[token] = _Member(
+                token, custom_id, response.get("file_id"), response.get("line")
+            )
+        members = [
+            answered.get(token) or _Member(token, custom_id_for(handle.batch_id, n), None, None)
+            for token, n in sorted(batch.members.items(), key=lambda item: item[1])
+        ]
+        outcome = _outcome(handle, provider_status or state.status, members)
+        return BatchOutcome(
+            handle, state.status, outcome.results, outcome.failures, provider_status
+        )
 
     def recover(self, batch_id: str) -> BatchHandle:
         """The handle of a submitted batch, rebuilt from the ledger alone (the engine lost it,
@@ -377,6 +483,39 @@ class BatchSettlement:
                 handle.state_id, f"openai batch {handle.provider_batch_id}"
             )
         return handle
+
+
+def _outcome(handle: BatchHandle, provider_status: str, members: list[_Member]) -> BatchOutcome:
+    """Completed only when the provider said so and every member has a result."""
+    results: dict[str, Any] = {}
+    failures: dict[str, MemberFailure] = {}
+    for member in members:
+        body = _success_body(member.item)
+        if body is not None:
+            results[member.token_id] = body
+        else:
+            failures[member.token_id] = _failure(member)
+    status = COMPLETED if provider_status == COMPLETED and not failures else FAILED
+    return BatchOutcome(handle, status, results, failures, provider_status)
+
+
+def _failure(member: _Member) -> MemberFailure:
+    item = member.item
+    if not isinstance(item, dict):
+        return MemberFailure(member.token_id, member.custom_id, "MissingBatchOutput")
+    response = item.get("response")
+    response = response if isinstance(response, dict) else {}
+    body = response.get("body")
+    body = body if isinstance(body, dict) else {}
+    status_code = response.get("status_code")
+    return MemberFailure(
+        member.token_id,
+        member.custom_id,
+        "BatchMemberFailed",
+        error=item.get("error") or body.get("error"),
+        status_code=status_code if isinstance(status_code, int) else None,
+        file_id=member.file_id,
+    )
 
 
 def _decoded(ledger: BatchLedger, response: Mapping[str, Any]) -> bytes:

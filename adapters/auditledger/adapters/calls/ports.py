@@ -86,6 +86,21 @@ class BatchLedger(CallLedger, Protocol):
 
     def complete_batch(self, batch_id: str | UUID) -> None: ...
 
+    def retry_batch(self, batch_id: str | UUID, members: Sequence[str] | None = None) -> str: ...
+
+    def open_state(
+        self,
+        *,
+        run_id: str | UUID,
+        token_id: str,
+        node_id: str,
+        step_index: int,
+        input: Any = None,
+        attempt: int = 0,
+    ) -> str: ...
+
+    def state_id(self, *, token_id: str, node_id: str, attempt: int = 0) -> str: ...
+
     def fail_batch(self, batch_id: str | UUID, error: Any = None) -> None: ...
 
     def openai_transport(self, client: Any) -> httpx.BaseTransport | None:

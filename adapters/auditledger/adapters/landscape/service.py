@@ -90,6 +90,12 @@ class LandscapeService:
         self._handle: _Landscape | None = None
         self._creating = threading.Lock()
 
+    @property
+    def engine(self) -> Engine:
+        """The landscape's SQLAlchemy Engine (its tables created if missing), for reading
+        with SQL; it shows what catch-up has applied so far."""
+        return self._landscape().engine
+
     def log_position(self) -> int:
         """The position of the last event in the log (0 when it is empty)."""
         return self.source.last_position()
