@@ -10,6 +10,7 @@ import typer
 
 from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
+from auditledger.adapters.cli import erasure as cli_erasure
 from auditledger.adapters.cli import landscape as cli_landscape
 from auditledger.adapters.cli import payload as cli_payload
 from auditledger.adapters.cli import provider as cli_provider
@@ -28,7 +29,7 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo, cli_chain, cli_landscape, cli_payload, cli_provider):
+for module in (cli_demo, cli_chain, cli_landscape, cli_payload, cli_provider, cli_erasure):
     module.register(app)
 
 
