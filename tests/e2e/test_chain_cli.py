@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -56,9 +57,12 @@ def test_a_signed_checkpoint_verifies_and_a_flipped_byte_fails_at_its_position(
 
 def test_purge_keeps_the_chain_valid_and_verify_counts_purged_payloads(store: str) -> None:
     assert run("checkpoint", "--store", store).returncode == 0
-    purged = run("purge", "--store", store, "--older-than", "0s")
+    refused = run("purge", "--store", store, "--older-than", "0s")
+    assert refused.returncode == 2 and "minimum retention of 183.00 days" in refused.stderr
+    purged = run("purge", "--store", store, "--older-than", "0s",
+                 "--override-retention", "--reason", "test data")  # fmt: skip
     assert purged.returncode == 0, purged.stderr
-    assert "purged" in purged.stdout
+    assert "purged" in purged.stdout and "retention overridden" in purged.stdout
 
     after = run("verify", "--store", store, "--chain")
     assert after.returncode == 0, after.stdout + after.stderr
@@ -102,3 +106,29 @@ def test_a_missing_store_or_a_bad_checkpoint_file_is_one_line_and_exit_2(
     bad = run("verify-chain", "--store", store, "--checkpoint", str(junk))
     assert bad.returncode == 2 and "junk.jsonl:1" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_erase_a_run_keeps_the_chain_and_the_checkpoint_valid_and_counts_erased(
+    store: str, tmp_path: Path
+) -> None:
+    checkpoints = tmp_path / "kept.jsonl"
+    assert run("checkpoint", "--store", store, "--append", str(checkpoints)).returncode == 0
+    with sqlite3.connect(Path(store.removeprefix("sqlite:///")) / "events.sqlite3") as db:
+        (originator,) = db.execute(
+            "SELECT originator_id FROM stored_events WHERE topic = ?",
+            ("auditledger:Run.RunStarted:v1",),
+        ).fetchone()
+    run_id = str(UUID(str(originator)))
+    refused = run("erase", "--store", store, "--run", run_id, "--reason", "gdpr")
+    assert refused.returncode == 2 and "minimum retention" in refused.stderr
+    erased = run("erase", "--store", store, "--run", run_id, "--reason", "gdpr",
+                 "--override-retention")  # fmt: skip
+    assert erased.returncode == 0, erased.stderr
+    assert "retention overridden" in erased.stdout
+
+    after = run("verify", "--store", store, "--chain")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert " 0 erased" not in after.stdout and "erased (by erase" in after.stdout
+    chain = run("verify-chain", "--store", store, "--checkpoint", str(checkpoints))
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+    assert "checkpoints: 1 of 1 matched" in chain.stdout

@@ -133,7 +133,9 @@ def test_purge_older_than_0d_removes_http_bodies_and_keeps_their_hashes(
 ) -> None:
     copy = _copy(recorded, tmp_path, landscape=True)
     store = f"sqlite:///{copy}"
-    assert run("purge", "--store", store, "--older-than", "0d").returncode == 0
+    assert (
+        run("purge", "--store", f"{store}?retention_days=0", "--older-than", "0d").returncode == 0
+    )
     with sqlite3.connect(copy / "events.sqlite3") as db:
         states = [row[0] for row in db.execute("SELECT state FROM stored_events")]
         bodies = {

@@ -35,6 +35,7 @@ NOT_COMMANDS = {
     "state_id",
     "unit_of_work",
     "landscape_engine",  # a property: the Engine itself
+    "retention",  # a property
     # clients: built, not awaited (replay ones are awaited: they read the recording)
     "http_client",
     "async_http_client",

@@ -132,7 +132,10 @@ def test_purge_deletes_the_bodies_too_and_both_verifiers_count_them_purged(
     url: str, recorded: tuple[str, str]
 ) -> None:
     with RawLog.open(url) as source:
-        purge_payloads(source, timedelta(0), now=datetime.now(UTC) + timedelta(seconds=1))
+        purge_payloads(
+            source, timedelta(0), now=datetime.now(UTC) + timedelta(seconds=1),
+            retention=timedelta(0),
+        )  # fmt: skip
     raw = RawStore(url)
     try:
         with raw.payloads.connect() as conn:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from tests.support.landscape_model import dump, log_events, reference_fold
 from sqlalchemy import select
 
 from auditledger.adapters import Ledger
@@ -22,6 +21,7 @@ from auditledger.domain.errors import (
     UnknownBatch,
 )
 from auditledger.projections.tables import batch_members, batches
+from tests.support.landscape_model import dump, log_events, reference_fold
 
 TOKENS = ["t-0", "t-1", "t-2", "t-3"]
 

@@ -140,7 +140,9 @@ def test_purge_deletes_old_payload_bytes_and_verify_reports_them_purged(url: str
     checkpoint = _seal(url)
     with RawLog.open(url) as source:
         nothing = purge_payloads(source, timedelta(days=30))
-        result = purge_payloads(source, timedelta(0), now=datetime.now(UTC) + timedelta(1))
+        result = purge_payloads(
+            source, timedelta(0), now=datetime.now(UTC) + timedelta(1), retention=timedelta(0)
+        )
     assert nothing.purged == 0
     assert result.purged == len(RawStore(url).payload_digests())
 
@@ -160,7 +162,10 @@ def test_purging_one_run_keeps_bytes_another_run_still_names(tmp_path: Path) -> 
         input_hash = ledger.load(NodeState, state).input_hash
         config_hash = ledger.load(Run, first).config_hash
     with RawLog.open(store) as source:
-        purge_payloads(source, timedelta(0), run_id=first, now=datetime.now(UTC) + timedelta(1))
+        purge_payloads(
+            source, timedelta(0), run_id=first, now=datetime.now(UTC) + timedelta(1),
+            retention=timedelta(0),
+        )  # fmt: skip
     with Ledger.open(store) as ledger:
         assert ledger.payloads.status(input_hash) == "purged"
         assert ledger.payloads.status(config_hash) == "present"
@@ -173,7 +178,9 @@ def test_explain_shows_a_purged_payload_as_purged_with_its_hash(tmp_path: Path) 
         state = ledger.open_state(run_id=run, token_id="t", node_id="n", step_index=0)
         ledger.record_call(state, call_type="llm", request={"q": 1}, response={"a": 1})
     with RawLog.open(store) as source:
-        purge_payloads(source, timedelta(0), now=datetime.now(UTC) + timedelta(1))
+        purge_payloads(
+            source, timedelta(0), now=datetime.now(UTC) + timedelta(1), retention=timedelta(0)
+        )
     with Ledger.open(store) as ledger:
         ledger.catch_up()
         (call,) = ledger.explain(state_id=state).runs[0].states[0].calls

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from eventsourcing.domain import CanMutateAggregate
 
-from auditledger.domain import Batch, CallKey, NodeState, Operation, Run
+from auditledger.domain import Batch, CallKey, Erasure, NodeState, Operation, RetentionOverride, Run
 from auditledger.domain.call_parent import CallRecordedEvent
 
 CATALOGUE = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
-AGGREGATES = [Run, NodeState, Operation, Batch, CallKey]
+AGGREGATES = [Run, NodeState, Operation, Batch, CallKey, Erasure, RetentionOverride]
 ENVELOPE = {"originator_id", "originator_id_type", "originator_version", "timestamp"}
 ENVELOPE |= {"originator_topic"}
 

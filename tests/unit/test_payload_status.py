@@ -30,7 +30,7 @@ def test_altered_bytes_are_corrupt_and_name_the_digest_they_give() -> None:
 
 
 def test_a_status_prints_and_serialises_as_the_stored_word() -> None:
-    assert [str(s) for s in PayloadStatus] == ["present", "purged", "missing", "corrupt"]
+    assert [str(s) for s in PayloadStatus] == ["present", "purged", "missing", "corrupt", "erased"]
     assert json.dumps({"p": PayloadStatus.PURGED}) == '{"p": "purged"}'
     assert PayloadStatus.PRESENT == "present"
 

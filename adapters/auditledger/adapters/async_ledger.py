@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
@@ -82,13 +83,19 @@ class AsyncLedger:
         *,
         landscape: str | None = None,
         group_commit: bool = True,
+        retention_days: int | None = None,
         workers: int = WORKERS,
     ) -> Opening:
         """`async with AsyncLedger.open(url) as ledger:` or `ledger = await AsyncLedger.open(url)`;
         the options of Ledger.open (group commit on by default), opened off the loop."""
 
         def opened() -> AsyncLedger:
-            ledger = Ledger.open(url, landscape=landscape, group_commit=group_commit)
+            ledger = Ledger.open(
+                url,
+                landscape=landscape,
+                group_commit=group_commit,
+                retention_days=retention_days,
+            )
             return cls(ledger, workers=workers)
 
         return Opening(opened)
@@ -168,6 +175,12 @@ class AsyncLedger:
     explain = _command(Ledger.explain, writes=False)
     skip_event = _command(Ledger.skip_event, writes=False)
     prove = _command(Ledger.prove, writes=False)
+    erase = _command(Ledger.erase, writes=False)
+
+    @property
+    def retention(self) -> timedelta:
+        """The minimum retention `erase` keeps unless overridden."""
+        return self.ledger.retention
 
     @property
     def landscape_engine(self) -> Engine:

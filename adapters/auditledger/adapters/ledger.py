@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -28,6 +28,7 @@ from auditledger.adapters.landscape.service import LandscapeService
 from auditledger.adapters.storage.canonical import Payload, canonical_text, checked_attachments
 from auditledger.adapters.storage.event_store import LedgerApplication
 from auditledger.adapters.storage.stores import Stores
+from auditledger.adapters.tamper.erasure import Eraser, ErasureResult
 from auditledger.adapters.tamper.merkle_proofs import InclusionProof, prove
 from auditledger.adapters.writing.units import StaleCopy, UnitOfWork
 from auditledger.adapters.writing.write_path import WritePath
@@ -59,13 +60,19 @@ A = TypeVar("A", bound=Aggregate)
 class Ledger:
     """The facade over three parts: the write path, the landscape service, the client factory."""
 
-    def __init__(self, stores: Stores, *, group_commit: bool = False) -> None:
+    def __init__(
+        self, stores: Stores, *, group_commit: bool = False, retention_days: int | None = None
+    ) -> None:
         self.stores = stores
         self.app: LedgerApplication = stores.application
         self.payloads = stores.payloads
         self.writes = WritePath(stores, group_commit=group_commit)
         self.landscape_service = LandscapeService(stores)
         self.clients = ClientFactory(self)
+        days = stores.settings.retention_days if retention_days is None else retention_days
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise InvalidArgument("retention_days", days, "a whole number of days >= 0")
+        self.erasures = Eraser(stores, self.writes, timedelta(days=days))
 
     @classmethod
     def open(
@@ -74,11 +81,19 @@ class Ledger:
         *,
         landscape: str | None = None,
         group_commit: bool = False,
+        retention_days: int | None = None,
     ) -> Ledger:
         """Open (creating if needed) the ledger at a store URL; see settings.StoreSettings.
 
-        group_commit=True: concurrent threads' commands share commits (see units.py)."""
-        return cls(Stores.open(url, landscape_url=landscape), group_commit=group_commit)
+        group_commit=True: concurrent threads' commands share commits (see units.py).
+        retention_days: the minimum retention `erase` keeps (default: the URL's
+        ?retention_days=, else 183)."""
+        stores = Stores.open(url, landscape_url=landscape)
+        try:
+            return cls(stores, group_commit=group_commit, retention_days=retention_days)
+        except BaseException:
+            stores.close()
+            raise
 
     @property
     def url(self) -> str:
@@ -654,4 +669,27 @@ class Ledger:
             raise StaleCopy
         raise CallIdConflict(
             call_id, parent.id, f"this call id is already used by parent {existing.parent_id}"
+        )
+
+    # Erasure
+
+    @property
+    def retention(self) -> timedelta:
+        """The minimum retention `erase` keeps unless overridden."""
+        return self.erasures.retention
+
+    def erase(
+        self,
+        run_id: str | UUID | None = None,
+        token_id: str | None = None,
+        *,
+        reason: str,
+        override_retention: bool = False,
+    ) -> ErasureResult:
+        """Delete the payload bytes a run's (or a token's) events name, keeping bytes another
+        subject names; records ErasureRecorded. Events, hashes and the chain stay valid.
+        Records younger than the retention: RetentionNotReached unless override_retention."""
+        run = None if run_id is None else self.writes.parse_id(Run, run_id)
+        return self.erasures.erase(
+            run, token_id, reason=reason, override_retention=override_retention
         )

@@ -6,9 +6,20 @@ Importing this package registers every explicit event topic, so stored events re
 from .batch import Batch
 from .call_key import CallKey
 from .call_parent import CallFacts
+from .erasure import Erasure, RetentionOverride
 from .errors import LedgerError
 from .node_state import NodeState
 from .operation import Operation
 from .run import Run
 
-__all__ = ["Batch", "CallFacts", "CallKey", "LedgerError", "NodeState", "Operation", "Run"]
+__all__ = [
+    "Batch",
+    "CallFacts",
+    "CallKey",
+    "Erasure",
+    "LedgerError",
+    "NodeState",
+    "Operation",
+    "RetentionOverride",
+    "Run",
+]

@@ -7,6 +7,8 @@ refused and why. When one of these is raised, nothing has been written.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class LedgerError(Exception):
     """Base of every error the ledger raises on purpose."""
@@ -193,6 +195,41 @@ class PayloadMissing(LedgerError):
         self.purged = purged
         state = "was purged (its hash stays in the ledger)" if purged else "is not in the store"
         super().__init__(f"payload {ref} {state}")
+
+
+class PayloadErased(PayloadMissing):
+    """The bytes were erased on purpose (`erase`): when, why and by which erasure."""
+
+    def __init__(self, ref: str, erased_at: str, reason: str, erasure_id: str) -> None:
+        LedgerError.__init__(
+            self,
+            f"payload {ref} was erased at {erased_at} (erasure {erasure_id}: {reason}); "
+            "its hash stays in the ledger and every proof still checks",
+        )
+        self.id = ref
+        self.purged = True
+        self.erased_at = erased_at
+        self.reason = reason
+        self.erasure_id = erasure_id
+
+
+class RetentionNotReached(LedgerError):
+    """Bytes younger than the store's minimum retention are kept unless overridden."""
+
+    def __init__(self, what: str, youngest_age: timedelta, retention: timedelta) -> None:
+        self.id = what
+        self.youngest_age = youngest_age
+        self.retention = retention
+        super().__init__(
+            f"{what}: its youngest record is {_days(youngest_age)} old, younger than the "
+            f"store's minimum retention of {_days(retention)}; nothing was deleted. Wait, or "
+            "override with --override-retention --reason TEXT (override_retention=True, "
+            "reason=...), which is recorded"
+        )
+
+
+def _days(age: timedelta) -> str:
+    return f"{age.total_seconds() / 86400:.2f} days"
 
 
 class PayloadCorrupt(LedgerError):

@@ -25,7 +25,7 @@ from auditledger.domain.call_parent import CallRecordedEvent
 from auditledger.domain.errors import ProjectionStuck, UndecodableEvent
 from auditledger.domain.lifecycle import OPEN
 from auditledger.domain.node_state import NodeState
-from auditledger.domain.payload_status import PayloadStatus, check
+from auditledger.domain.payload_status import PayloadStatus, Removal, check
 from auditledger.domain.run import RUN_COMPLETED
 
 from . import tables
@@ -41,8 +41,8 @@ SAMPLES = 5
 class PayloadReader(Protocol):
     """The payload store as verify sees it (the PayloadStore port satisfies it)."""
 
-    def read_many(self, digests: Iterable[str]) -> Mapping[str, tuple[bytes | None, bool]]:
-        """(bytes, purged) of each digest; (None, False) when never stored."""
+    def read_many(self, digests: Iterable[str]) -> Mapping[str, tuple[bytes | None, Removal]]:
+        """(bytes, removal) of each digest; (None, False) when never stored."""
         ...
 
 
@@ -167,14 +167,24 @@ def batches_linked(conn: Connection, land: Landscape) -> Check:
     return _check("every executing or finished batch is linked to an existing state", checked, bad)
 
 
+ERASED_PAYLOADS = "erased payloads keep their hashes (bytes deleted by erase, never failed)"
+
+
 def payload_refs(
     conn: Connection, land: Landscape, payloads: PayloadReader, source: EventSource | None = None
 ) -> Check:
     """Every request, response and (read from the log, given a source) attachment a projected
-    call names: present or purged, and hashing to its digest."""
-    checked = 0
+    call names: present, purged or erased, and hashing to its digest."""
+    return payload_checks(conn, land, payloads, source)[0]
+
+
+def payload_checks(
+    conn: Connection, land: Landscape, payloads: PayloadReader, source: EventSource | None = None
+) -> tuple[Check, Check]:
+    """payload_refs, and the count of those refs whose bytes were erased (passed, counted)."""
+    checked = erased = 0
     bad: list[str] = []
-    seen: dict[str, str | None] = {}
+    seen: dict[str, PayloadStatus | str] = {}
     chunks = _call_refs(conn, land)
     if source is not None:
         chunks = chain(chunks, _attachment_refs(conn, land, source))
@@ -183,9 +193,13 @@ def payload_refs(
         seen.update((ref, _payload_problem(ref, *found)) for ref, found in stored.items())
         for call_id, part, ref in rows:
             checked += 1
-            if seen[ref] is not None:
-                bad.append(f"call {call_id} {part} {ref}: {seen[ref]}")
-    return _check("every payload ref is present (or purged) and hashes to its ref", checked, bad)
+            found = seen[ref]
+            if found is PayloadStatus.ERASED:
+                erased += 1
+            elif not isinstance(found, PayloadStatus):
+                bad.append(f"call {call_id} {part} {ref}: {found}")
+    refs = _check("every payload ref is present (or purged) and hashes to its ref", checked, bad)
+    return refs, _check(ERASED_PAYLOADS, erased, [])
 
 
 _REFS_AT_ONCE = 500
@@ -227,13 +241,14 @@ def _attachment_refs(conn: Connection, land: Landscape, source: EventSource) -> 
         after = last
 
 
-def _payload_problem(ref: str, data: bytes | None, purged: bool) -> str | None:
+def _payload_problem(ref: str, data: bytes | None, purged: Removal) -> PayloadStatus | str:
+    """The payload's status when sound, else what is wrong with it."""
     found = check(ref, data, purged)
     if found.status is PayloadStatus.MISSING:
         return "the payload is missing"
     if found.status is PayloadStatus.CORRUPT:
         return f"the stored bytes hash to {found.actual}"
-    return None
+    return found.status
 
 
 def position(conn: Connection, land: Landscape, last: int, *, strict: bool = False) -> Check:
@@ -370,7 +385,8 @@ def verify(
     with engine.connect() as conn:
         for check in ROW_CHECKS:
             report.add(check(conn, live))
-        report.add(payload_refs(conn, live, payloads, source))
+        for payload_check in payload_checks(conn, live, payloads, source):
+            report.add(payload_check)
         report.add(position(conn, live, source.last_position(), strict=strict))
         report.add(skipped(conn, strict=strict))
         conn.commit()

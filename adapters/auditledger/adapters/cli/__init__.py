@@ -10,6 +10,7 @@ import typer
 
 from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
+from auditledger.adapters.cli import erasure as cli_erasure
 from auditledger.adapters.cli import landscape as cli_landscape
 from auditledger.adapters.cli import payload as cli_payload
 from auditledger.adapters.cli import proofs as cli_proofs
@@ -29,7 +30,15 @@ def _root() -> None:
     """An event-sourced audit ledger for pipeline engines."""
 
 
-for module in (cli_demo, cli_chain, cli_proofs, cli_landscape, cli_payload, cli_provider):
+for module in (
+    cli_demo,
+    cli_chain,
+    cli_proofs,
+    cli_erasure,
+    cli_landscape,
+    cli_payload,
+    cli_provider,
+):
     module.register(app)
 
 

@@ -219,18 +219,37 @@ def purge(
     older_than: Annotated[str, typer.Option("--older-than", help="e.g. 30d, 12h, 2w")],
     run: Annotated[str | None, typer.Option("--run", help="only payloads of this run")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="count, delete nothing")] = False,
+    override_retention: Annotated[
+        bool,
+        typer.Option(
+            "--override-retention",
+            help="purge below the store's minimum retention (needs --reason; recorded)",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why the retention is overridden")
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
 ) -> None:
     """Delete payload bytes past retention; hashes, events and the chain stay."""
+    if override_retention and not (reason or "").strip():
+        raise fail("--override-retention needs --reason TEXT (it is recorded)")
     with one_line_errors():
         age = parse_age(older_than)
         with RawLog.open(store) as source:
-            result = purge_payloads(source, age, run_id=run, dry_run=dry_run)
+            result = purge_payloads(
+                source,
+                age,
+                run_id=run,
+                dry_run=dry_run,
+                override_reason=reason if override_retention else None,
+            )
     verb = "would purge" if dry_run else "purged"
     count = result.candidates if dry_run else result.purged
     console.print(
         f"{verb} {count} payload(s) last named before {result.cutoff.isoformat()}; "
-        "their hashes and the chain stay",
+        "their hashes and the chain stay"
+        + ("" if result.override_id is None else f"; retention overridden ({result.override_id})"),
         highlight=False,
         soft_wrap=True,
     )
@@ -262,7 +281,8 @@ def _print_report(report: ChainReport, key: Key | None, checkpoints: int) -> Non
     )
     console.print(
         f"payloads: {report.payloads_checked} checked, {report.payloads_purged} purged "
-        "(hash kept, bytes deleted)",
+        f"(hash kept, bytes deleted), {report.payloads_erased} erased (by erase: hash kept, "
+        "bytes deleted)",
         highlight=False,
         soft_wrap=True,
     )

@@ -13,6 +13,10 @@ files are then opened with SQLite's read-only URIs (engines.read_only_uri).
 Options go in the query: ``?lock_timeout=SECONDS`` (a whole number >= 1, default 60) is how
 long a write or read waits for a lock another connection holds (the events table on
 PostgreSQL, the file on SQLite) before it fails with StoreError (LockTimeout on PostgreSQL).
+``?retention_days=DAYS`` (a whole number >= 0, default 183: the six months EU AI Act Art. 19
+asks high-risk systems to keep their logs) is the store's minimum retention: `purge` and
+`erase` refuse records younger than that unless overridden (recorded). Both options may be
+given, joined by ``&``; ``memory://?retention_days=0`` works too.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from auditledger.domain.errors import StoreError
 
 Kind = Literal["memory", "sqlite", "postgresql"]
-OPTIONS = ("lock_timeout",)
+OPTIONS = ("lock_timeout", "retention_days")
 DEFAULT_LOCK_TIMEOUT = 60
+DEFAULT_RETENTION_DAYS = 183
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class StoreSettings:
     password: str = ""
     dbname: str = ""
     lock_timeout: int = DEFAULT_LOCK_TIMEOUT
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def parse(cls, url: str) -> StoreSettings:
@@ -54,7 +60,8 @@ class StoreSettings:
             )
         scheme, rest = url.split("://", 1)
         if scheme == "memory":
-            return cls(url=url, kind="memory")
+            query = rest.partition("?")[2]
+            return cls(url=url, kind="memory", retention_days=_retention_days(url, query))
         if scheme in ("sqlite", "sqlite+pysqlite"):
             rest, _, query = rest.partition("?")
             if not rest.startswith("/") or rest == "/":
@@ -64,6 +71,7 @@ class StoreSettings:
                 kind="sqlite",
                 directory=Path(unquote(rest[1:])),
                 lock_timeout=_lock_timeout(url, query),
+                retention_days=_retention_days(url, query),
             )
         if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
             parts = urlsplit(url)
@@ -83,6 +91,7 @@ class StoreSettings:
                 password=unquote(parts.password or ""),
                 dbname=unquote(dbname),
                 lock_timeout=_lock_timeout(url, parts.query),
+                retention_days=_retention_days(url, parts.query),
             )
         raise StoreError(
             f"store URL {url!r}: unknown scheme {scheme!r} "
@@ -192,14 +201,27 @@ def _has_payload_table(events_file: Path) -> bool:
     return row is not None
 
 
-def _lock_timeout(url: str, query: str) -> int:
+def _options(url: str, query: str) -> dict[str, str]:
     options = dict(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise StoreError(
             f"store URL {url!r}: unknown option {unknown[0]!r} (options: {', '.join(OPTIONS)})"
         )
-    raw = options.get("lock_timeout", str(DEFAULT_LOCK_TIMEOUT))
+    return options
+
+
+def _retention_days(url: str, query: str) -> int:
+    raw = _options(url, query).get("retention_days", str(DEFAULT_RETENTION_DAYS))
+    if not raw.isdigit():
+        raise StoreError(
+            f"store URL {url!r}: retention_days={raw!r} is not a whole number of days >= 0"
+        )
+    return int(raw)
+
+
+def _lock_timeout(url: str, query: str) -> int:
+    raw = _options(url, query).get("lock_timeout", str(DEFAULT_LOCK_TIMEOUT))
     if not raw.isdigit() or int(raw) < 1:
         raise StoreError(
             f"store URL {url!r}: lock_timeout={raw!r} is not a whole number of seconds >= 1"

@@ -142,6 +142,7 @@ class ChainReport:
     payloads_purged: int
     checkpoints_checked: int
     finding: Finding | None
+    payloads_erased: int = 0
 
     @property
     def ok(self) -> bool:

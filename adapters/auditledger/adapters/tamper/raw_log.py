@@ -29,12 +29,13 @@ from sqlalchemy.exc import DBAPIError
 from auditledger.adapters.storage.engines import build_engine
 from auditledger.adapters.storage.errors import first_line, shown, store_errors
 from auditledger.adapters.storage.settings import StoreSettings
-from auditledger.adapters.storage.tables import payloads
+from auditledger.adapters.storage.tables import payload_erasures, payloads
 from auditledger.adapters.tamper.chain_format import GENESIS, originator_text
 from auditledger.adapters.tamper.merkle import chain_link, leaf_bytes
 from auditledger.adapters.tamper.merkle_store import extend, head_under
 from auditledger.adapters.tamper.tables import CHAIN_TABLES, chain, metadata
 from auditledger.domain.errors import StoreError
+from auditledger.domain.payload_status import Erased, Removal
 
 _PAYLOAD_CHUNK = 5_000 if sqlite3.sqlite_version_info >= (3, 32) else 500
 """Digests looked up per query: SQLite allows 32,766 parameters since 3.32 (999 before);
@@ -231,13 +232,18 @@ class RawLog:
         with self._guard("reading the chain head"), self.events_engine.connect() as conn:
             return _head(conn)
 
-    def payload_rows(self, digests: Sequence[str]) -> dict[str, tuple[bytes | None, bool]]:
-        """digest -> (bytes or None, purged) for the digests that have a row."""
-        found: dict[str, tuple[bytes | None, bool]] = {}
+    def payload_rows(self, digests: Sequence[str]) -> dict[str, tuple[bytes | None, Removal]]:
+        """digest -> (bytes or None, removal) for the digests that have a row."""
+        found: dict[str, tuple[bytes | None, Removal]] = {}
         if not digests or not self.has_table(self.payloads_engine, payloads.name):
             return found
         postgres = self.payloads_engine.dialect.name == "postgresql"
         columns = "SELECT hash, data, purged_at FROM payloads WHERE hash"
+        erased = (
+            self._erasures(digests)
+            if self.has_table(self.payloads_engine, payload_erasures.name)
+            else {}
+        )
         for start in range(0, len(digests), _PAYLOAD_CHUNK):
             chunk = list(digests[start : start + _PAYLOAD_CHUNK])
             params: Sequence[object] = [chunk] if postgres else chunk
@@ -249,7 +255,34 @@ class RawLog:
             for digest, data, purged_at in self._fetch(
                 self.payloads_engine, statement, params, "reading payloads"
             ):
-                found[digest] = (None if data is None else bytes(data), purged_at is not None)
+                removal: Removal = purged_at is not None
+                if data is None and digest in erased:
+                    removal = erased[digest]
+                found[digest] = (None if data is None else bytes(data), removal)
+        return found
+
+    def _erasures(self, digests: Sequence[str]) -> dict[str, Erased]:
+        """digest -> why its bytes were erased, for the digests erased (one cheap query when
+        nothing was ever erased)."""
+        count = "SELECT count(*) FROM payload_erasures"
+        if not self._fetch(self.payloads_engine, count, {}, "reading erasures")[0][0]:
+            return {}
+        postgres = self.payloads_engine.dialect.name == "postgresql"
+        columns = "SELECT hash, erased_at, reason, erasure_id FROM payload_erasures WHERE hash"
+        found: dict[str, Erased] = {}
+        for start in range(0, len(digests), _PAYLOAD_CHUNK):
+            chunk = list(digests[start : start + _PAYLOAD_CHUNK])
+            params: Sequence[object] = [chunk] if postgres else chunk
+            statement = (
+                f"{columns} = ANY(%s)"
+                if postgres
+                else f"{columns} IN ({','.join('?' * len(chunk))})"
+            )
+            for digest, when, reason, erasure_id in self._fetch(
+                self.payloads_engine, statement, params, "reading erasures"
+            ):
+                text = when.isoformat() if isinstance(when, datetime) else str(when)
+                found[digest] = Erased(text, str(reason), str(erasure_id))
         return found
 
     # sealing

@@ -9,7 +9,8 @@ trusted checkpoint), and stops at the first broken position, saying what is wron
 - chain-modified: the event is intact but its chain entry was altered;
 - truncated / rewritten: the log ends before, or differs at, a checkpoint kept elsewhere;
 - payload-tampered / payload-missing: bytes an event names do not hash to the digest, or
-  are gone without a purge. Purged payloads (bytes deleted, hash kept) are counted, not failed.
+  are gone without a purge or an erasure. Purged and erased payloads (bytes deleted on
+  purpose, hash kept) are counted apart, never failed.
 Events after the last chain entry are the unsealed tail: counted and recomputed (so a
 checkpoint over them still checks), never failed for being unsealed.
 
@@ -41,7 +42,7 @@ from auditledger.adapters.tamper.chain_format import (
     payload_digests,
 )
 from auditledger.adapters.tamper.raw_log import ChainEntry, RawEvent, RawLog, no_cyclic_gc
-from auditledger.domain.payload_status import SOUND, PayloadCheck, PayloadStatus, check
+from auditledger.domain.payload_status import SOUND, PayloadCheck, PayloadStatus, Removal, check
 
 SignatureCheck = Callable[[Checkpoint], bool]
 
@@ -65,6 +66,7 @@ class _Walk:
     unsealed: int = 0
     payloads_checked: int = 0
     payloads_purged: int = 0
+    payloads_erased: int = 0
     checkpoints_checked: int = 0
 
     def report(self, finding: Finding | None) -> ChainReport:
@@ -78,6 +80,7 @@ class _Walk:
             payloads_purged=self.payloads_purged,
             checkpoints_checked=self.checkpoints_checked,
             finding=finding,
+            payloads_erased=self.payloads_erased,
         )
 
     # the walk
@@ -156,6 +159,9 @@ class _Walk:
             self.payloads_purged += sum(
                 statuses[d].status is PayloadStatus.PURGED for d in accepted_digests
             )
+            self.payloads_erased += sum(
+                statuses[d].status is PayloadStatus.ERASED for d in accepted_digests
+            )
         return accepted
 
     def _extend(self, event: RawEvent, entry: ChainEntry | None) -> None:
@@ -211,6 +217,8 @@ class _Walk:
             self.payloads_checked += 1
             if status is PayloadStatus.PURGED:
                 self.payloads_purged += 1
+            if status is PayloadStatus.ERASED:
+                self.payloads_erased += 1
             seen.add(digest)
 
     # checkpoints
@@ -474,6 +482,7 @@ def walk_segments(
         total.unsealed += report.unsealed
         total.payloads_checked += report.payloads_checked
         total.payloads_purged += report.payloads_purged
+        total.payloads_erased += report.payloads_erased
         total.checkpoints_checked += report.checkpoints_checked
         total.prev_hash = bytes.fromhex(report.head_hash)
         total.prev_position = report.head_position
@@ -507,7 +516,7 @@ def _flatten(batches: Iterable[list[RawEvent]] | Iterable[list[ChainEntry]]) -> 
         yield from batch
 
 
-_Rows = dict[str, tuple[bytes | None, bool]]
+_Rows = dict[str, tuple[bytes | None, Removal]]
 
 
 def _payload_checks(wanted: list[str], rows: _Rows) -> dict[str, PayloadCheck]:
