@@ -1,4 +1,5 @@
-"""Reads of the landscape: the lineage of a run, a token or a state, and a run's rows.
+"""Reads of the landscape: the lineage of a run, a token or a state, a run's rows, and what
+of a run is not settled yet.
 
 explain returns pydantic models: run -> its states in step order -> each state's calls with
 status, latency and payload availability -> the batches a state executed and their members.
@@ -11,9 +12,10 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Select, Table, or_, select
+from sqlalchemy import Connection, Select, Table, func, literal, or_, select, union_all
 
 from auditledger.domain.errors import InvalidArgument, UnknownRun, UnknownState, UnknownToken
+from auditledger.domain.lifecycle import BatchStatus, Status
 
 from . import tables
 from .schema import Landscape, chunked
@@ -49,6 +51,7 @@ class BatchView(BaseModel):
     aggregation_state_id: str | None
     attempt: int
     status: str
+    trigger_reason: str | None = None
     created_at: datetime
     completed_at: datetime | None
     members: list[MemberView]
@@ -67,6 +70,9 @@ class StateView(BaseModel):
     started_at: datetime
     completed_at: datetime | None
     duration_ms: float | None
+    context_hash: str | None = None
+    context_json: str | None = None
+    """How the state ran (pool size, retries, join order), as the engine told it."""
     calls: list[CallView]
     batches: list[BatchView]
 
@@ -258,6 +264,36 @@ def _operations(
     ).all()
     calls_of = _calls_of(conn, land, "operation_id", [r.operation_id for r in rows], availability)
     return [OperationView(**r._mapping, calls=calls_of.get(r.operation_id, [])) for r in rows]
+
+
+UNSETTLED_SHOWN = 5
+
+
+def unsettled(conn: Connection, run_id: str) -> tuple[int, tuple[str, ...]]:
+    """How many states and operations of a run are open or pending and how many batches are
+    draft or executing, and up to UNSETTLED_SHOWN of their ids (states first)."""
+    land = Landscape.live()
+    states, ops, batches = land[tables.node_states], land[tables.operations], land[tables.batches]
+    live = (Status.OPEN.value, Status.PENDING.value)
+    parts = union_all(
+        select(states.c.state_id.label("id"), literal(0).label("kind")).where(
+            states.c.run_id == run_id, states.c.status.in_(live)
+        ),
+        select(ops.c.operation_id, literal(1)).where(
+            ops.c.run_id == run_id, ops.c.status.in_(live)
+        ),
+        select(batches.c.batch_id, literal(2)).where(
+            batches.c.run_id == run_id,
+            batches.c.status.in_((BatchStatus.DRAFT.value, BatchStatus.EXECUTING.value)),
+        ),
+    ).subquery()
+    count = int(conn.scalar(select(func.count()).select_from(parts)) or 0)
+    if not count:
+        return 0, ()
+    shown = conn.execute(
+        select(parts.c.id).order_by(parts.c.kind, parts.c.id).limit(UNSETTLED_SHOWN)
+    ).scalars()
+    return count, tuple(str(i) for i in shown)
 
 
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
