@@ -171,10 +171,8 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     @rule(data=st.data())
     def complete_a_settled_run(self, data: Any) -> None:
-        settled = [
-            r
-            for r, s in sorted(self.run_status.items())
-            if s == "running" and not self.unsettled(r)
+        settled = [  # in the order begun: a random id must not decide what a draw picks
+            r for r, s in self.run_status.items() if s == "running" and not self.unsettled(r)
         ]
         self.complete_run(data.draw(st.sampled_from(settled)), "completed")
 
