@@ -30,6 +30,7 @@ from auditledger.domain.errors import (
     ParentClosed,
     PayloadCorrupt,
     RunClosed,
+    RunNotSettled,
     UnknownBatch,
     UnknownOperation,
     UnknownRun,
@@ -354,6 +355,10 @@ def test_wrong_transitions_are_refused_and_write_nothing(
     assert_refused(ledger, InvalidTransition, lambda: ledger.complete_batch(batch), naming=batch)
     assert_refused(ledger, InvalidTransition, lambda: ledger.fail_batch(batch, "x"), naming=batch)
 
+    assert_refused(
+        ledger, RunNotSettled, lambda: ledger.complete_run(world["run"]), naming=world["run"]
+    )
+    ledger.complete_operation(world["operation"])  # a run completes only when settled
     ledger.complete_run(world["run"])
     given = {"input": "after the run completed"}
     assert_refused(ledger, InvalidTransition, lambda: ledger.resume_run(world["run"]))

@@ -104,5 +104,7 @@ def test_a_unit_of_work_commits_through_the_group(grouped: Ledger) -> None:
 
     in_threads(THREADS, work)
     for i in range(THREADS):
-        state = grouped.load(NodeState, grouped.state_id(token_id=f"t{i}", node_id="n"))
+        state = grouped.load(
+            NodeState, grouped.state_id(run_id=run_id, token_id=f"t{i}", node_id="n")
+        )
         assert (state.status, state.call_count) == ("completed", 3)

@@ -21,7 +21,7 @@ def test_catch_up_applies_what_is_new_and_returns_how_many(ledger: Ledger) -> No
     assert ledger.catch_up() == 1
     assert ledger.catch_up() == 0
     ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-    ledger.complete_run(run_id)
+    ledger.complete_run(run_id, "interrupted")
     assert ledger.catch_up() == 2
 
 
@@ -158,7 +158,7 @@ def test_two_processes_catching_up_at_once_apply_each_event_once(shared_url: str
     url = shared_url
     with Ledger.open(url) as ledger:
         for _ in range(3):
-            record_scenario(ledger)
+            record_scenario(ledger, ending="interrupted")  # "completed" would catch up
         total = len(log_events(ledger))
     workers = [
         subprocess.Popen([sys.executable, "-c", CATCH_UP, url], stdout=subprocess.PIPE, text=True)

@@ -54,8 +54,8 @@ def test_opening_the_same_attempt_twice_is_refused(ledger: Ledger) -> None:
     with pytest.raises(DuplicateAttempt):
         ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
     retry = ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0, attempt=1)
-    assert retry != ledger.state_id(token_id="t", node_id="n", attempt=0)
-    assert retry == ledger.state_id(token_id="t", node_id="n", attempt=1)
+    assert retry != ledger.state_id(run_id=run_id, token_id="t", node_id="n", attempt=0)
+    assert retry == ledger.state_id(run_id=run_id, token_id="t", node_id="n", attempt=1)
     assert ledger.load(NodeState, retry).attempt == 1
 
 

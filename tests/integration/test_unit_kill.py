@@ -52,19 +52,24 @@ while True:
 """
 
 
-def run_and_kill(url: str, prefix: str, *, hold_after: int, acks_before_kill: int) -> int:
-    """Starts a writer, kills it; returns the last acknowledged unit (-1 if none)."""
+def run_and_kill(
+    url: str, prefix: str, *, hold_after: int, acks_before_kill: int
+) -> tuple[str, int]:
+    """Starts a writer, kills it; returns its run and the last acknowledged unit (-1 if none)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, url, str(hold_after), prefix],
         stdout=subprocess.PIPE,
         text=True,
     )
     last = -1
+    run_id = ""
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
             word, _, rest = line.strip().partition(" ")
-            if word == "ACK":
+            if word == "RUN":
+                run_id = rest
+            elif word == "ACK":
                 last = int(rest)
                 if hold_after < 0 and last + 1 >= acks_before_kill:
                     time.sleep(random.uniform(0, 0.05))
@@ -77,16 +82,16 @@ def run_and_kill(url: str, prefix: str, *, hold_after: int, acks_before_kill: in
     for line in rest_of_output.splitlines():
         if line.startswith("ACK "):
             last = int(line.split()[1])
-    return last
+    return run_id, last
 
 
-def units_present(ledger: Ledger, prefix: str, upto: int) -> dict[int, int]:
+def units_present(ledger: Ledger, run_id: str, prefix: str, upto: int) -> dict[int, int]:
     """For each unit 0..upto: how many of its states exist (each checked whole)."""
     present: dict[int, int] = {}
     for u in range(upto + 1):
         found = 0
         for j in range(STATES):
-            state_id = ledger.state_id(token_id=f"{prefix}-{u}-{j}", node_id="n")
+            state_id = ledger.state_id(run_id=run_id, token_id=f"{prefix}-{u}-{j}", node_id="n")
             try:
                 state = ledger.load(NodeState, state_id)
             except UnknownState:
@@ -104,8 +109,8 @@ def check_kills(url: str) -> None:
         ("random-2", run_and_kill(url, "random-2", hold_after=-1, acks_before_kill=5)),
     ]
     with Ledger.open(url) as ledger:
-        for prefix, last_ack in outcomes:
-            present = units_present(ledger, prefix, last_ack + 3)
+        for prefix, (run_id, last_ack) in outcomes:
+            present = units_present(ledger, run_id, prefix, last_ack + 3)
             assert all(present[u] == STATES for u in range(last_ack + 1)), (prefix, present)
             assert all(n in (0, STATES) for n in present.values()), (prefix, present)
             if prefix == "held":

@@ -4,7 +4,10 @@ Bundles hand generated ids back to later rules; every command is tried whether o
 legal, and the model says which typed error an illegal one must raise. After every step:
 the ledger agrees with the model, a refused command appended nothing, call_index is dense
 per parent, no terminal parent accepts a call, and replaying each aggregate from the store
-equals the live copy the Ledger keeps.
+equals the live copy the Ledger keeps. A state's id is unique per (run, token, node, attempt);
+the latest context a state was given is the one its events hold; complete_run("completed")
+is refused (RunNotSettled, nothing appended) while the model has any of the run's states or
+operations open or pending or batches draft or executing.
 
 Tokens and call ids carry a per-example prefix, so examples on one SQLite directory or one
 PostgreSQL database never meet (state and call-key ids derive from them).
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
 import pytest
@@ -47,6 +50,7 @@ from auditledger.domain.errors import (
     ParentClosed,
     RetryMembersFixed,
     RunClosed,
+    RunNotSettled,
     UnknownBatch,
     UnknownState,
 )
@@ -54,6 +58,7 @@ from auditledger.domain.node_state import NodeState
 from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
 
+E = TypeVar("E", bound=LedgerError)
 TOKENS = st.sampled_from(["t0", "t1", "t2"])
 NODES = st.sampled_from(["agg", "llm"])
 ATTEMPTS = st.integers(0, 1)
@@ -76,6 +81,7 @@ class ParentModel:
     node_id: str
     status: str = "open"
     calls: list[tuple[str | None, int]] = field(default_factory=list)
+    context: str | None = None
 
 
 @dataclass
@@ -105,7 +111,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.prefix = uuid4().hex[:8]
         self.run_status: dict[str, str] = {}
         self.parents: dict[str, ParentModel] = {}
-        self.opened: set[tuple[str, str, int]] = set()
+        self.opened: set[tuple[str, str, str, int]] = set()
         self.batch_models: dict[str, BatchModel] = {}
         self.call_keys: dict[str, str] = {}
 
@@ -119,10 +125,14 @@ class LedgerMachine(RuleBasedStateMachine):
         return int(self.ledger.app.recorder.max_notification_id() or 0)
 
     def refused(self, error: type[LedgerError], command: Callable[[], object]) -> None:
+        self.refused_with(error, command)
+
+    def refused_with(self, error: type[E], command: Callable[[], object]) -> E:
         before = self.position()
-        with pytest.raises(error):
+        with pytest.raises(error) as raised:
             command()
         assert self.position() == before
+        return raised.value
 
     def unchanged(self, command: Callable[[], Any]) -> Any:
         before = self.position()
@@ -141,13 +151,42 @@ class LedgerMachine(RuleBasedStateMachine):
         self.run_status[run_id] = "running"
         return run_id
 
+    def unsettled(self, run_id: str) -> set[str]:
+        parents = {p for p, m in self.parents.items() if m.run_id == run_id}
+        batches = {b for b, m in self.batch_models.items() if m.run_id == run_id}
+        return {p for p in parents if self.parents[p].status not in TERMINAL} | {
+            b for b in batches if self.batch_models[b].status in ("draft", "executing")
+        }
+
     @rule(run_id=runs, ending=RUN_ENDINGS)
     def complete_run(self, run_id: str, ending: str) -> None:
         if self.run_status[run_id] != "running":
             self.refused(InvalidTransition, lambda: self.ledger.complete_run(run_id, ending))
             return
+        unsettled = self.unsettled(run_id)
+        if ending == "completed" and unsettled:
+            error = self.refused_with(
+                RunNotSettled, lambda: self.ledger.complete_run(run_id, ending)
+            )
+            assert error.count == len(unsettled)
+            assert set(error.unsettled_ids) <= unsettled
+            assert len(error.unsettled_ids) == min(5, len(unsettled))
+            return
         self.ledger.complete_run(run_id, ending)
         self.run_status[run_id] = ending
+
+    @precondition(
+        lambda self: any(
+            status == "running" and not self.unsettled(run_id)
+            for run_id, status in self.run_status.items()
+        )
+    )
+    @rule(data=st.data())
+    def complete_a_settled_run(self, data: Any) -> None:
+        settled = [  # in the order begun: a random id must not decide what a draw picks
+            r for r, s in self.run_status.items() if s == "running" and not self.unsettled(r)
+        ]
+        self.complete_run(data.draw(st.sampled_from(settled)), "completed")
 
     @rule(run_id=runs)
     def resume_run(self, run_id: str) -> None:
@@ -174,14 +213,14 @@ class LedgerMachine(RuleBasedStateMachine):
         if self.run_status[run_id] != "running":
             self.refused(RunClosed, command)
             return multiple()
-        if (token, node, attempt) in self.opened:
+        if (run_id, token, node, attempt) in self.opened:
             self.refused(DuplicateAttempt, command)
             return multiple()
         state_id = command()
         assert state_id == self.ledger.state_id(
-            token_id=self.token(token), node_id=node, attempt=attempt
+            run_id=run_id, token_id=self.token(token), node_id=node, attempt=attempt
         )
-        self.opened.add((token, node, attempt))
+        self.opened.add((run_id, token, node, attempt))
         self.parents[state_id] = ParentModel(NodeState, run_id, node)
         return state_id
 
@@ -252,22 +291,23 @@ class LedgerMachine(RuleBasedStateMachine):
             lambda: self.ledger.record_call(f"{state_id}_row0", call_type="llm", request={}),
         )
 
-    def transition(self, parent_id: str, target: str) -> None:
+    def transition(self, parent_id: str, target: str, context: int | None = None) -> None:
         model = self.parents[parent_id]
         as_state = model.kind is NodeState
+        given = None if context is None or not as_state else {"pool": context}
         commands: dict[str, Callable[[], None]] = {
             "pending": lambda: (
-                self.ledger.mark_pending(parent_id, "polling")
+                self.ledger.mark_pending(parent_id, "polling", context=given)
                 if as_state
                 else self.ledger.mark_operation_pending(parent_id, "polling")
             ),
             "completed": lambda: (
-                self.ledger.complete_state(parent_id, output={"done": target})
+                self.ledger.complete_state(parent_id, output={"done": target}, context=given)
                 if as_state
                 else self.ledger.complete_operation(parent_id, output={"done": target})
             ),
             "failed": lambda: (
-                self.ledger.fail_state(parent_id, error={"type": "Boom"})
+                self.ledger.fail_state(parent_id, error={"type": "Boom"}, context=given)
                 if as_state
                 else self.ledger.fail_operation(parent_id, error={"type": "Boom"})
             ),
@@ -277,10 +317,16 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         commands[target]()
         model.status = target
+        if given is not None:
+            model.context = f'{{"pool":{context}}}'
 
-    @rule(parent_id=states | operations, goal=st.sampled_from(["pending", "completed", "failed"]))
-    def move_parent(self, parent_id: str, goal: str) -> None:
-        self.transition(parent_id, goal)
+    @rule(
+        parent_id=states | operations,
+        goal=st.sampled_from(["pending", "completed", "failed"]),
+        context=st.none() | st.integers(0, 3),
+    )
+    def move_parent(self, parent_id: str, goal: str, context: int | None) -> None:
+        self.transition(parent_id, goal, context)
 
     def live_parents(self) -> list[str]:
         return sorted(p for p, m in self.parents.items() if m.status not in TERMINAL)
@@ -463,6 +509,12 @@ class LedgerMachine(RuleBasedStateMachine):
             assert isinstance(parent, model.kind)
             assert (parent.status, parent.call_count) == (model.status, len(model.calls))
             assert str(parent.run_id) == model.run_id
+            contexts = [
+                e.context_json
+                for e in self.ledger.app.events.get(UUID(parent_id))
+                if getattr(e, "context_json", None) is not None
+            ]
+            assert (contexts[-1] if contexts else None) == model.context
         for batch_id, batch_model in self.batch_models.items():
             batch = self.replayed(batch_id)
             assert isinstance(batch, Batch)

@@ -96,7 +96,12 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
             )
             if kind == "NodeState.StateOpened":
                 row.update(
-                    state_id=oid, token_id=e.token_id, step_index=e.step_index, attempt=e.attempt
+                    state_id=oid,
+                    token_id=e.token_id,
+                    step_index=e.step_index,
+                    attempt=e.attempt,
+                    context_hash=None,
+                    context_json=None,
                 )
                 tables["node_states"][(oid,)] = row
             else:
@@ -122,7 +127,9 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
                 summary_json=e.summary_json,
             )
         elif kind in ("NodeState.StatePending", "Operation.OperationPending"):
-            _parent(tables, kind, oid)["status"] = "pending"
+            row = _parent(tables, kind, oid)
+            row["status"] = "pending"
+            _context(row, kind, e)
         elif kind in (
             "NodeState.StateCompleted",
             "Operation.OperationCompleted",
@@ -135,7 +142,10 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
             else:
                 row.update(status="failed", error_json=e.error_json)
             row["completed_at"] = at
-            row["duration_ms"] = (at - row["started_at"]).total_seconds() * 1000.0
+            measured = e.duration_ms
+            derived = (at - row["started_at"]).total_seconds() * 1000.0
+            row["duration_ms"] = derived if measured is None else measured
+            _context(row, kind, e)
         elif kind in ("Batch.BatchCreated", "Batch.BatchRetried"):
             tables["batches"][(oid,)] = dict(
                 batch_id=oid,
@@ -150,6 +160,7 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
                 retry_of_batch_id=(
                     str(e.retry_of_batch_id) if kind == "Batch.BatchRetried" else None
                 ),
+                trigger_reason=None,
             )
         elif kind == "Batch.BatchMemberAdded":
             tables["batch_members"][(oid, e.token_id)] = dict(
@@ -157,7 +168,9 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
             )
         elif kind == "Batch.BatchLinked":
             tables["batches"][(oid,)].update(
-                aggregation_state_id=str(e.state_id), status="executing"
+                aggregation_state_id=str(e.state_id),
+                status="executing",
+                trigger_reason=e.trigger_reason,
             )
         elif kind == "Batch.BatchCompleted":
             tables["batches"][(oid,)].update(status="completed", completed_at=at)
@@ -166,6 +179,12 @@ def reference_fold(events: list[tuple[int, Any]]) -> dict[str, dict[Any, dict[st
                 status="failed", error_json=e.error_json, completed_at=at
             )
     return tables
+
+
+def _context(row: dict[str, Any], kind: str, e: Any) -> None:
+    """A state's context columns hold the latest context given; operations have none."""
+    if kind.startswith("NodeState") and e.context_hash is not None:
+        row.update(context_hash=e.context_hash, context_json=e.context_json)
 
 
 def _parent(tables: dict[str, dict[Any, dict[str, Any]]], kind: str, oid: str) -> dict[str, Any]:
@@ -209,7 +228,7 @@ def histories(draw: st.DrawFn, max_steps: int = 40) -> list[tuple[str, int, int]
 def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
     """Apply the steps through the Ledger; each refused one (a LedgerError) wrote nothing."""
     runs: list[str] = []
-    states: list[tuple[str, str, str]] = []
+    states: list[tuple[str, str, str, str]] = []
     operations: list[str] = []
     batches: list[str] = []
 
@@ -227,7 +246,7 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
             elif op == "state" and runs:
                 run = pick(runs, a)
                 token, node = f"t{b % 4}", f"n{a % 2}"
-                attempt = sum(1 for s in states if s[1:] == (token, node))
+                attempt = sum(1 for s in states if s[1:] == (run, token, node))
                 states.append(
                     (
                         ledger.open_state(
@@ -238,6 +257,7 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
                             input={"c": counter},
                             attempt=attempt,
                         ),
+                        run,
                         token,
                         node,
                     )
@@ -252,11 +272,23 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
                     latency_ms=float(b),
                 )
             elif op == "pending" and states:
-                ledger.mark_pending(pick(states, a)[0], reason="waiting")
+                ledger.mark_pending(
+                    pick(states, a)[0], reason="waiting", context={"p": b} if b % 2 else None
+                )
             elif op == "complete" and states:
-                ledger.complete_state(pick(states, a)[0], output={"o": counter})
+                ledger.complete_state(
+                    pick(states, a)[0],
+                    output={"o": counter},
+                    context={"pool": b, "arrival": [a, b]} if b % 2 else None,
+                    duration_ms=float(b * 10) if b % 3 == 0 else None,
+                )
             elif op == "fail" and states:
-                ledger.fail_state(pick(states, a)[0], error={"e": counter})
+                ledger.fail_state(
+                    pick(states, a)[0],
+                    error={"e": counter},
+                    context={"retries": b} if b % 2 == 0 else None,
+                    duration_ms=2.5 * b if b % 2 else None,
+                )
             elif op == "operation" and runs:
                 operations.append(
                     ledger.begin_operation(
@@ -268,13 +300,17 @@ def record(ledger: Ledger, steps: list[tuple[str, int, int]]) -> None:
                     operation_id=pick(operations, a), call_type="file", request={"f": counter}
                 )
             elif op == "op_complete" and operations:
-                ledger.complete_operation(pick(operations, a), output={"rows": b})
+                ledger.complete_operation(
+                    pick(operations, a), output={"rows": b}, duration_ms=float(b) if b % 2 else None
+                )
             elif op == "batch" and runs:
                 batches.append(ledger.create_batch(pick(runs, a), f"n{b % 2}"))
             elif op == "member" and batches:
                 ledger.add_batch_member(pick(batches, a), f"t{b}")
             elif op == "link" and batches and states:
-                ledger.link_batch(pick(batches, a), pick(states, b)[0])
+                ledger.link_batch(
+                    pick(batches, a), pick(states, b)[0], ("count=10", None, "timeout")[a % 3]
+                )
             elif op == "batch_complete" and batches:
                 ledger.complete_batch(pick(batches, a))
             elif op == "batch_fail" and batches:
@@ -294,8 +330,10 @@ class Scenario:
     batch_id: str
 
 
-def record_scenario(ledger: Ledger) -> Scenario:
-    """A small fixed run: a source operation, four tokens (one retried), a linked batch."""
+def record_scenario(ledger: Ledger, ending: str = "completed") -> Scenario:
+    """A small fixed run: a source operation, four tokens (one retried), a linked batch.
+
+    Ending it "completed" catches the landscape up (complete_run asks it what is unsettled)."""
     run_id = ledger.begin_run(config={"pipeline": "scenario"})
     source = ledger.begin_operation(run_id=run_id, node_id="source", operation_type="source_load")
     ledger.record_call(operation_id=source, call_type="file", request={"path": "in.csv"})
@@ -337,5 +375,5 @@ def record_scenario(ledger: Ledger) -> Scenario:
     ledger.complete_state(summarise, output={"summary": "3"})
     ledger.complete_batch(batch)
     states.append(summarise)
-    ledger.complete_run(run_id)
+    ledger.complete_run(run_id, ending)
     return Scenario(run_id=run_id, states=states, batch_id=batch)

@@ -34,7 +34,7 @@ from auditledger.adapters.writing.units import StaleCopy, UnitOfWork
 from auditledger.adapters.writing.write_path import WritePath
 from auditledger.domain.batch import Batch
 from auditledger.domain.call_key import CallKey, call_key_id
-from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent
+from auditledger.domain.call_parent import ERROR, SUCCESS, CallFacts, CallParent, Context
 from auditledger.domain.errors import (
     CallIdConflict,
     DuplicateAttempt,
@@ -44,7 +44,7 @@ from auditledger.domain.errors import (
 )
 from auditledger.domain.node_state import NodeState, state_id_for
 from auditledger.domain.operation import Operation
-from auditledger.domain.run import Run
+from auditledger.domain.run import Run, Unsettled
 from auditledger.projections import queries
 from auditledger.projections.rebuild import RebuildResult
 from auditledger.projections.runner import Progress
@@ -55,6 +55,14 @@ if TYPE_CHECKING:
     import openai as openai_sdk
 
 A = TypeVar("A", bound=Aggregate)
+
+
+def _context(context: Any) -> tuple[Context | None, list[Payload]]:
+    """A state's context as canonical JSON and its hash, and the payload that keeps it."""
+    if context is None:
+        return None, []
+    payload = Payload.of_json(context, "context")
+    return Context(payload.data.decode("utf-8"), payload.digest), [payload]
 
 
 class Ledger:
@@ -128,7 +136,17 @@ class Ledger:
         return str(run.id)
 
     def complete_run(self, run_id: str | UUID, status: str = "completed") -> None:
-        self.writes.change(Run, run_id, lambda run: run.complete(status))
+        """End a run. "completed" is refused (RunNotSettled) while any of its states or
+        operations is open or pending or any batch draft or executing: the landscape is caught
+        up and asked inside the Run's command, so a conflicting write on the Run re-asks it."""
+
+        def complete(run: Run) -> None:
+            unsettled = None
+            if run.needs_settlement(status):
+                unsettled = Unsettled(*self.landscape_service.unsettled(str(run.id)))
+            run.complete(status, unsettled)
+
+        self.writes.change(Run, run_id, complete)
 
     def resume_run(self, run_id: str | UUID) -> None:
         self.writes.change(Run, run_id, lambda run: run.resume())
@@ -158,35 +176,89 @@ class Ledger:
                 step_index=step_index,
                 attempt=attempt,
                 input_hash=payloads[0].digest if payloads else None,
+                scoped_id=now.scoped_state_ids,
             )
+
+        tried: list[NodeState] = []
+
+        def build(now: Run) -> NodeState:
+            tried.append(open_in(now))
+            return tried[-1]
 
         state = self.writes.create_checked(
             run,
-            open_in,
+            build,
             payloads,
-            on_duplicate=lambda: DuplicateAttempt(
-                state_id_for(token_id, node_id, attempt), token_id, node_id, attempt
-            ),
+            on_duplicate=lambda: self._duplicate_attempt(tried[-1]),
         )
         return str(state.id)
 
-    def state_id(self, *, token_id: str, node_id: str, attempt: int = 0) -> str:
-        """The id a state for (token, node, attempt) has, whether or not it was opened."""
-        return str(state_id_for(token_id, node_id, attempt))
+    def state_id(
+        self,
+        *,
+        run_id: str | UUID | None = None,
+        token_id: str,
+        node_id: str,
+        attempt: int = 0,
+    ) -> str:
+        """The id a state for (run, token, node, attempt) has, whether or not it was opened.
 
-    def mark_state_pending(self, state_id: str | UUID, reason: str | None = None) -> None:
-        self.writes.change(NodeState, state_id, lambda s: s.mark_pending(reason))
+        Without run_id: the (token, node, attempt) id of runs started before run-scoped ids
+        (as before); with it, the id that run's scheme gives (reads the run)."""
+        if run_id is None:
+            return str(state_id_for(token_id, node_id, attempt))
+        run = self.writes.read(Run, run_id)
+        return str(
+            state_id_for(token_id, node_id, attempt, run.id if run.scoped_state_ids else None)
+        )
+
+    def mark_state_pending(
+        self, state_id: str | UUID, reason: str | None = None, *, context: Any = None
+    ) -> None:
+        """context: JSON saying how the state ran so far (kept as a payload, shown by explain)."""
+        facts, payloads = _context(context)
+        self.writes.change(
+            NodeState, state_id, lambda s: s.mark_pending(reason, context=facts), payloads=payloads
+        )
 
     mark_pending = mark_state_pending  # the earlier name, kept
 
-    def complete_state(self, state_id: str | UUID, output: Any = None) -> None:
+    def complete_state(
+        self,
+        state_id: str | UUID,
+        output: Any = None,
+        *,
+        context: Any = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """context: JSON of how the state ran (pool size, retries, join order), never part of
+        output_hash; duration_ms: what the engine measured (else derived from timestamps)."""
         payloads = [] if output is None else [Payload.of_json(output, "output")]
         digest = payloads[0].digest if payloads else None
-        self.writes.change(NodeState, state_id, lambda s: s.complete(digest), payloads=payloads)
+        facts, context_payloads = _context(context)
+        self.writes.change(
+            NodeState,
+            state_id,
+            lambda s: s.complete(digest, context=facts, duration_ms=duration_ms),
+            payloads=[*payloads, *context_payloads],
+        )
 
-    def fail_state(self, state_id: str | UUID, error: Any = None) -> None:
+    def fail_state(
+        self,
+        state_id: str | UUID,
+        error: Any = None,
+        *,
+        context: Any = None,
+        duration_ms: float | None = None,
+    ) -> None:
         error_json = canonical_text(error, "error")
-        self.writes.change(NodeState, state_id, lambda s: s.fail(error_json))
+        facts, payloads = _context(context)
+        self.writes.change(
+            NodeState,
+            state_id,
+            lambda s: s.fail(error_json, context=facts, duration_ms=duration_ms),
+            payloads=payloads,
+        )
 
     # Operations (source load / sink write)
 
@@ -227,14 +299,25 @@ class Ledger:
     def mark_operation_pending(self, operation_id: str | UUID, reason: str | None = None) -> None:
         self.writes.change(Operation, operation_id, lambda o: o.mark_pending(reason))
 
-    def complete_operation(self, operation_id: str | UUID, output: Any = None) -> None:
+    def complete_operation(
+        self, operation_id: str | UUID, output: Any = None, *, duration_ms: float | None = None
+    ) -> None:
         payloads = [] if output is None else [Payload.of_json(output, "output")]
         digest = payloads[0].digest if payloads else None
-        self.writes.change(Operation, operation_id, lambda o: o.complete(digest), payloads=payloads)
+        self.writes.change(
+            Operation,
+            operation_id,
+            lambda o: o.complete(digest, duration_ms=duration_ms),
+            payloads=payloads,
+        )
 
-    def fail_operation(self, operation_id: str | UUID, error: Any = None) -> None:
+    def fail_operation(
+        self, operation_id: str | UUID, error: Any = None, *, duration_ms: float | None = None
+    ) -> None:
         error_json = canonical_text(error, "error")
-        self.writes.change(Operation, operation_id, lambda o: o.fail(error_json))
+        self.writes.change(
+            Operation, operation_id, lambda o: o.fail(error_json, duration_ms=duration_ms)
+        )
 
     # Calls
 
@@ -332,12 +415,19 @@ class Ledger:
     def add_batch_member(self, batch_id: str | UUID, token_id: str) -> int:
         return self.writes.change(Batch, batch_id, lambda b: b.add_member(token_id))
 
-    def link_batch(self, batch_id: str | UUID, state_id: str | UUID) -> None:
+    def link_batch(
+        self, batch_id: str | UUID, state_id: str | UUID, trigger_reason: str | None = None
+    ) -> None:
+        """trigger_reason: why the batch ran now ("count=10", "timeout", "end_of_source")."""
         batch_uuid = self.writes.parse_id(Batch, batch_id)
 
         def link(batch: Batch, state: NodeState) -> None:
             batch.link(
-                state.id, run_id=state.run_id, node_id=state.node_id, state_status=state.status
+                state.id,
+                run_id=state.run_id,
+                node_id=state.node_id,
+                state_status=state.status,
+                trigger_reason=trigger_reason,
             )
 
         self.writes.change_checked(Batch, batch_uuid, NodeState, state_id, link)
@@ -644,6 +734,18 @@ class Ledger:
         return prove(self.url, position=position, call_id=call_id, state_id=state_id, size=size)
 
     # Internals
+
+    def _duplicate_attempt(self, state: NodeState) -> DuplicateAttempt:
+        """What exists under the id the new state would have: its run and status."""
+        existing = self.writes.find(state.id)
+        return DuplicateAttempt(
+            state.id,
+            state.token_id,
+            state.node_id,
+            state.attempt,
+            run_id=getattr(existing, "run_id", None),
+            status=getattr(existing, "status", None),
+        )
 
     def _call_parent(
         self, state_id: str | UUID | None, operation_id: str | UUID | None

@@ -20,7 +20,7 @@ from eventsourcing.domain import Aggregate, event
 
 from .errors import DuplicateMember, InvalidArgument, InvalidLink, NotAMember, RetryMembersFixed
 from .lifecycle import BATCH, TERMINAL, BatchStatus
-from .values import require_count, require_inline, require_name
+from .values import optional_name, require_count, require_inline, require_name
 
 DRAFT = BatchStatus.DRAFT
 EXECUTING = BatchStatus.EXECUTING
@@ -65,6 +65,7 @@ class Batch(Aggregate):
     class BatchLinked(Aggregate.Event):
         TOPIC = "auditledger:Batch.BatchLinked:v1"
         state_id: UUID
+        trigger_reason: str | None = None
 
     class BatchCompleted(Aggregate.Event):
         TOPIC = "auditledger:Batch.BatchCompleted:v1"
@@ -155,8 +156,18 @@ class Batch(Aggregate):
     def _member_added(self, token_id: str, ordinal: int) -> None:
         self.members[token_id] = ordinal
 
-    def link(self, state_id: UUID, *, run_id: UUID, node_id: str, state_status: str) -> None:
-        """Link to the node state that executes this batch; the caller proves it exists."""
+    def link(
+        self,
+        state_id: UUID,
+        *,
+        run_id: UUID,
+        node_id: str,
+        state_status: str,
+        trigger_reason: str | None = None,
+    ) -> None:
+        """Link to the node state that executes this batch; the caller proves it exists.
+        trigger_reason: why the batch ran now ("count=10", "timeout", "end_of_source")."""
+        optional_name("trigger_reason", trigger_reason)
         if self.status == EXECUTING and self.state_id == state_id:
             return
         BATCH.check(self.id, self.status, EXECUTING)
@@ -175,10 +186,10 @@ class Batch(Aggregate):
             )
         if state_status in TERMINAL:
             raise InvalidLink(self.id, state_id, f"the state is already {state_status}")
-        self._linked(state_id=state_id)
+        self._linked(state_id=state_id, trigger_reason=trigger_reason)
 
     @event(BatchLinked)
-    def _linked(self, state_id: UUID) -> None:
+    def _linked(self, state_id: UUID, trigger_reason: str | None = None) -> None:
         self.state_id = state_id
         self.status = EXECUTING
 

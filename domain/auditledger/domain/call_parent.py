@@ -6,6 +6,11 @@ Invariants kept here, before any CallRecorded event exists:
   (optimistic concurrency on the parent's version makes concurrent writers take turns);
 - a caller-supplied call_id is an idempotency key: retrying the same call returns the index
   it already has, a different call under the same key is refused.
+
+Pending, completed and failed may carry a `Context` (how the parent ran: pool size, retries,
+join arrival order), never part of output_hash; completed and failed may carry the
+duration the engine measured (finite, >= 0). Stored events from before these fields read
+them as None.
 """
 
 from __future__ import annotations
@@ -37,6 +42,27 @@ ERROR = "error"
 CALL_STATUSES = frozenset({SUCCESS, ERROR})
 CALL_ID_NAMESPACE = uuid5(NAMESPACE_URL, "auditledger:call")
 _CALL_ID_PREFIX = CALL_ID_NAMESPACE.bytes
+
+
+@dataclass(frozen=True)
+class Context:
+    """How a state ran, as canonical JSON text and its sha256 (also kept as a payload)."""
+
+    json: str
+    hash: str
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "context_json": require_inline("context", self.json),
+            "context_hash": require_digest("context_hash", self.hash),
+        }
+
+
+def context_fields(context: Context | None) -> dict[str, str | None]:
+    """The event fields of an optional context, validated."""
+    if context is None:
+        return {"context_json": None, "context_hash": None}
+    return dict(context.fields())
 
 
 @dataclass(frozen=True)
@@ -111,6 +137,8 @@ class CallRecordedEvent(Aggregate.Event):
 
 class PendingEvent(Aggregate.Event):
     reason: str | None
+    context_json: str | None = None
+    context_hash: str | None = None
 
     def apply(self, aggregate: Any) -> None:
         aggregate.status = PENDING
@@ -118,6 +146,9 @@ class PendingEvent(Aggregate.Event):
 
 class CompletedEvent(Aggregate.Event):
     output_hash: str | None
+    context_json: str | None = None
+    context_hash: str | None = None
+    duration_ms: float | None = None
 
     def apply(self, aggregate: Any) -> None:
         aggregate.status = COMPLETED
@@ -126,6 +157,9 @@ class CompletedEvent(Aggregate.Event):
 
 class FailedEvent(Aggregate.Event):
     error_json: str
+    context_json: str | None = None
+    context_hash: str | None = None
+    duration_ms: float | None = None
 
     def apply(self, aggregate: Any) -> None:
         aggregate.status = FAILED
@@ -208,17 +242,36 @@ class CallParent:
         )
         return index
 
-    def mark_pending(self, reason: str | None = None) -> None:
+    def mark_pending(self, reason: str | None = None, *, context: Context | None = None) -> None:
         optional_inline("reason", reason)
+        fields = context_fields(context)
         self.LIFECYCLE.check(self.id, self.status, PENDING)
-        self._trigger(self.EVENTS.pending, reason=reason)
+        self._trigger(self.EVENTS.pending, reason=reason, **fields)
 
-    def complete(self, output_hash: str | None) -> None:
+    def complete(
+        self,
+        output_hash: str | None,
+        *,
+        context: Context | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
         optional_digest("output_hash", output_hash)
+        fields = context_fields(context)
+        duration = optional_duration("duration_ms", duration_ms)
         self.LIFECYCLE.check(self.id, self.status, COMPLETED)
-        self._trigger(self.EVENTS.completed, output_hash=output_hash)
+        self._trigger(
+            self.EVENTS.completed, output_hash=output_hash, duration_ms=duration, **fields
+        )
 
-    def fail(self, error_json: str) -> None:
+    def fail(
+        self,
+        error_json: str,
+        *,
+        context: Context | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
         require_inline("error", error_json)
+        fields = context_fields(context)
+        duration = optional_duration("duration_ms", duration_ms)
         self.LIFECYCLE.check(self.id, self.status, FAILED)
-        self._trigger(self.EVENTS.failed, error_json=error_json)
+        self._trigger(self.EVENTS.failed, error_json=error_json, duration_ms=duration, **fields)

@@ -79,15 +79,45 @@ class RunClosed(LedgerError):
 
 
 class DuplicateAttempt(LedgerError):
-    def __init__(self, state_id: object, token_id: str, node_id: str, attempt: int) -> None:
+    def __init__(
+        self,
+        state_id: object,
+        token_id: str,
+        node_id: str,
+        attempt: int,
+        *,
+        run_id: object = None,
+        status: str | None = None,
+    ) -> None:
         self.id = str(state_id)
         self.token_id = token_id
         self.node_id = node_id
         self.attempt = attempt
+        self.run_id = None if run_id is None else str(run_id)
+        self.status = status
+        where = "" if run_id is None else f" in run {self.run_id}"
+        now = "" if status is None else f" and is {status}"
         super().__init__(
             f"node state {self.id} for token {token_id!r} at node {node_id!r} attempt "
-            f"{attempt} is already open: (token, node, attempt) is unique; "
+            f"{attempt} already exists{where}{now}: (run, token, node, attempt) is unique "
+            f"(in a run started before run-scoped state ids: (token, node, attempt)); "
             f"a retry is attempt {attempt + 1}"
+        )
+
+
+class RunNotSettled(LedgerError):
+    """complete_run(status="completed") while states, operations or batches of the run are
+    still open or pending (draft or executing for a batch)."""
+
+    def __init__(self, run_id: object, count: int, unsettled_ids: tuple[str, ...]) -> None:
+        self.id = str(run_id)
+        self.count = count
+        self.unsettled_ids = unsettled_ids
+        shown = ", ".join(unsettled_ids[:5]) + (" ..." if count > len(unsettled_ids[:5]) else "")
+        super().__init__(
+            f"run {self.id} cannot complete: {count} of its states, operations or batches "
+            f"are not settled ({shown}); a completed run has none open, pending, draft or "
+            "executing. Settle them first, or end the run as failed or interrupted"
         )
 
 

@@ -1,7 +1,8 @@
 """NodeState: one transform boundary, the state a token is in at a node, one attempt.
 
-Its id is derived from (token, node, attempt), so the event store itself refuses a second
-StateOpened for the same attempt, across threads, processes and machines.
+Its id is derived from (run, token, node, attempt) (in a run started before run-scoped ids:
+from (token, node, attempt)), so the event store itself refuses a second StateOpened for the
+same attempt, across threads, processes and machines, and a second run may reuse token ids.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from .values import optional_digest, require_count, require_name
 STATE_NAMESPACE = uuid5(NAMESPACE_URL, "auditledger:node-state")
 
 
-def state_id_for(token_id: str, node_id: str, attempt: int) -> UUID:
-    return uuid5(STATE_NAMESPACE, f"{len(token_id)}:{token_id}/{len(node_id)}:{node_id}/{attempt}")
+def state_id_for(token_id: str, node_id: str, attempt: int, run_id: UUID | None = None) -> UUID:
+    """uuid5 of (run, token, node, attempt); without run_id, the legacy (token, node, attempt)
+    id of runs started before run-scoped ids (Run.scoped_state_ids says which a run uses)."""
+    key = f"{len(token_id)}:{token_id}/{len(node_id)}:{node_id}/{attempt}"
+    return uuid5(STATE_NAMESPACE, key if run_id is None else f"{run_id}/{key}")
 
 
 class NodeState(CallParent, Aggregate):
@@ -71,14 +75,16 @@ class NodeState(CallParent, Aggregate):
         step_index: int,
         attempt: int,
         input_hash: str | None,
+        scoped_id: bool = False,
     ) -> NodeState:
+        """scoped_id: derive the id from the run too (Run.scoped_state_ids of its run)."""
         require_name("token_id", token_id)
         require_name("node_id", node_id)
         require_count("step_index", step_index)
         require_count("attempt", attempt)
         optional_digest("input_hash", input_hash)
         return cls(  # type: ignore[call-arg]  # id= via the class annotation
-            id=state_id_for(token_id, node_id, attempt),
+            id=state_id_for(token_id, node_id, attempt, run_id if scoped_id else None),
             run_id=run_id,
             token_id=token_id,
             node_id=node_id,

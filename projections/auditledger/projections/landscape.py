@@ -20,7 +20,12 @@ from typing import Any
 from sqlalchemy import Table
 
 from auditledger.domain.batch import Batch
-from auditledger.domain.call_parent import CallRecordedEvent, CompletedEvent, FailedEvent
+from auditledger.domain.call_parent import (
+    CallRecordedEvent,
+    CompletedEvent,
+    FailedEvent,
+    PendingEvent,
+)
 from auditledger.domain.lifecycle import BatchStatus, RunStatus, Status
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.operation import Operation
@@ -41,7 +46,8 @@ KEYS: dict[Table, tuple[str, ...]] = {
 }
 """Each landscape table's primary key column names, as tables.py declares them (at import)."""
 TIMED = (node_states, operations)
-"""Tables whose rows get duration_ms = completed_at - started_at."""
+"""Tables whose rows get duration_ms = completed_at - started_at, unless the completing
+event carries the duration the engine measured (then that one)."""
 
 
 def utc(moment: datetime) -> datetime:
@@ -76,12 +82,12 @@ class Changes:
             self.patches[table].setdefault(key, {}).update(values)
             return
         row.update(values)
-        if table in TIMED and values.get("completed_at") is not None:
+        if table in TIMED and _derives_duration(values):
             row["duration_ms"] = duration_ms(row["started_at"], values["completed_at"])
 
     def needing_start(self, table: Table) -> list[Key]:
         """Keys of rows completed here but opened in an earlier chunk (duration needs it)."""
-        return [k for k, v in self.patches[table].items() if v.get("completed_at") is not None]
+        return [k for k, v in self.patches[table].items() if _derives_duration(v)]
 
     def set_durations(self, table: Table, started: dict[Key, datetime]) -> None:
         for key, started_at in started.items():
@@ -90,6 +96,11 @@ class Changes:
 
     def __bool__(self) -> bool:
         return any(self.inserts.values()) or any(self.patches.values())
+
+
+def _derives_duration(values: Row) -> bool:
+    """A completion without a measured duration: derived from the timestamps."""
+    return values.get("completed_at") is not None and values.get("duration_ms") is None
 
 
 def fold(events: Iterable[object]) -> Changes:
@@ -140,6 +151,8 @@ def _state_opened(e: NodeState.StateOpened, changes: Changes) -> None:
             "token_id": e.token_id,
             "step_index": e.step_index,
             "attempt": e.attempt,
+            "context_hash": None,
+            "context_json": None,
             **_opened(e),
         },
     )
@@ -202,29 +215,55 @@ def _parent_table(e: object) -> Table:
     return node_states if isinstance(e, NodeState.Event) else operations
 
 
+def _context(e: PendingEvent | CompletedEvent | FailedEvent, table: Table) -> Row:
+    """A state's context columns, when the event carries one (a later one replaces it)."""
+    if table is not node_states or e.context_hash is None:
+        return {}
+    return {"context_hash": e.context_hash, "context_json": e.context_json}
+
+
+def _measured(e: CompletedEvent | FailedEvent) -> Row:
+    return {} if e.duration_ms is None else {"duration_ms": e.duration_ms}
+
+
 @project.register(NodeState.StatePending)
 @project.register(Operation.OperationPending)
 def _pending(e: NodeState.StatePending | Operation.OperationPending, changes: Changes) -> None:
-    changes.patch(_parent_table(e), str(e.originator_id), {"status": PENDING})
+    table = _parent_table(e)
+    changes.patch(table, str(e.originator_id), {"status": PENDING, **_context(e, table)})
 
 
 @project.register(NodeState.StateCompleted)
 @project.register(Operation.OperationCompleted)
 def _completed(e: CompletedEvent, changes: Changes) -> None:
+    table = _parent_table(e)
     changes.patch(
-        _parent_table(e),
+        table,
         str(e.originator_id),
-        {"status": COMPLETED, "output_hash": e.output_hash, "completed_at": utc(e.timestamp)},
+        {
+            "status": COMPLETED,
+            "output_hash": e.output_hash,
+            "completed_at": utc(e.timestamp),
+            **_measured(e),
+            **_context(e, table),
+        },
     )
 
 
 @project.register(NodeState.StateFailed)
 @project.register(Operation.OperationFailed)
 def _failed(e: FailedEvent, changes: Changes) -> None:
+    table = _parent_table(e)
     changes.patch(
-        _parent_table(e),
+        table,
         str(e.originator_id),
-        {"status": FAILED, "error_json": e.error_json, "completed_at": utc(e.timestamp)},
+        {
+            "status": FAILED,
+            "error_json": e.error_json,
+            "completed_at": utc(e.timestamp),
+            **_measured(e),
+            **_context(e, table),
+        },
     )
 
 
@@ -250,6 +289,7 @@ def _batch_row(e: Batch.BatchCreated, *, retry_of_batch_id: str | None) -> Row:
         "created_at": utc(e.timestamp),
         "completed_at": None,
         "retry_of_batch_id": retry_of_batch_id,
+        "trigger_reason": None,
     }
 
 
@@ -266,7 +306,11 @@ def _batch_linked(e: Batch.BatchLinked, changes: Changes) -> None:
     changes.patch(
         batches,
         str(e.originator_id),
-        {"aggregation_state_id": str(e.state_id), "status": EXECUTING},
+        {
+            "aggregation_state_id": str(e.state_id),
+            "status": EXECUTING,
+            "trigger_reason": e.trigger_reason,
+        },
     )
 
 

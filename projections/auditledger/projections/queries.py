@@ -1,4 +1,5 @@
-"""Reads of the landscape: the lineage of a run, a token or a state, and a run's rows.
+"""Reads of the landscape: the lineage of a run, a token or a state, a run's rows, and what
+of a run is not settled yet.
 
 explain returns pydantic models: run -> its states in step order (with their input, output
 and context refs) -> each state's calls with status, latency, payload availability and llm
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Select, Table, or_, select
+from sqlalchemy import Connection, Select, Table, func, literal, or_, select, union_all
 
 from auditledger.domain.errors import (
     InvalidArgument,
@@ -27,6 +28,7 @@ from auditledger.domain.errors import (
     UnknownState,
     UnknownToken,
 )
+from auditledger.domain.lifecycle import BatchStatus, Status
 
 from . import tables
 from .invariants import broken
@@ -85,6 +87,7 @@ class BatchView(BaseModel):
     aggregation_state_id: str | None
     attempt: int
     status: str
+    trigger_reason: str | None = None
     created_at: datetime
     completed_at: datetime | None
     executed_by: StateRef | None = None
@@ -104,12 +107,13 @@ class StateView(BaseModel):
     output_hash: str | None
     output_payload: str | None = None
     context_hash: str | None = None
-    """node_states.context_hash, shown once the landscape has that column (None before)."""
+    """How the state ran (pool size, retries, join order), as the engine told it."""
     context_payload: str | None = None
     error_json: str | None
     started_at: datetime
     completed_at: datetime | None
     duration_ms: float | None
+    context_json: str | None = None
     calls: list[CallView]
     batches: list[BatchView]
 
@@ -384,6 +388,36 @@ def _operations(
     )
     calls_of = _calls_of(conn, land, "operation_id", [r.operation_id for r in rows], availability)
     return [OperationView(**r._mapping, calls=calls_of.get(r.operation_id, [])) for r in rows]
+
+
+UNSETTLED_SHOWN = 5
+
+
+def unsettled(conn: Connection, run_id: str) -> tuple[int, tuple[str, ...]]:
+    """How many states and operations of a run are open or pending and how many batches are
+    draft or executing, and up to UNSETTLED_SHOWN of their ids (states first)."""
+    land = Landscape.live()
+    states, ops, batches = land[tables.node_states], land[tables.operations], land[tables.batches]
+    live = (Status.OPEN.value, Status.PENDING.value)
+    parts = union_all(
+        select(states.c.state_id.label("id"), literal(0).label("kind")).where(
+            states.c.run_id == run_id, states.c.status.in_(live)
+        ),
+        select(ops.c.operation_id, literal(1)).where(
+            ops.c.run_id == run_id, ops.c.status.in_(live)
+        ),
+        select(batches.c.batch_id, literal(2)).where(
+            batches.c.run_id == run_id,
+            batches.c.status.in_((BatchStatus.DRAFT.value, BatchStatus.EXECUTING.value)),
+        ),
+    ).subquery()
+    count = int(conn.scalar(select(func.count()).select_from(parts)) or 0)
+    if not count:
+        return 0, ()
+    shown = conn.execute(
+        select(parts.c.id).order_by(parts.c.kind, parts.c.id).limit(UNSETTLED_SHOWN)
+    ).scalars()
+    return count, tuple(str(i) for i in shown)
 
 
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:

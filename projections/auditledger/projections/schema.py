@@ -1,9 +1,10 @@
 """Where a landscape lives: the live tables, or a shadow copy of them in another schema.
 
 A shadow has the same tables, columns, keys and constraints as tables.py, under another
-schema (PostgreSQL) or attached database (SQLite). `ensure` creates a missing landscape and
-refuses one whose tables or columns differ from this version's: nothing is written to a
-schema the code does not know.
+schema (PostgreSQL) or attached database (SQLite). `ensure` creates a missing landscape,
+adds the nullable columns added since (tables.ADDED_COLUMNS) to an older one, and refuses one
+whose tables or other columns differ from this version's: nothing is written to a schema the
+code does not know.
 """
 
 from __future__ import annotations
@@ -12,11 +13,27 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    func,
+    inspect,
+    select,
+)
+from sqlalchemy.schema import AddConstraint, CreateColumn
 
 from auditledger.domain.errors import StoreError
 
-from .tables import LANDSCAPE_TABLES, projection_positions, projection_skips
+from .tables import (
+    ADDED_COLUMNS,
+    LANDSCAPE_TABLES,
+    LEGACY_CONSTRAINTS,
+    projection_positions,
+    projection_skips,
+)
 
 T = TypeVar("T")
 
@@ -87,6 +104,10 @@ def _ensure(conn: Connection, url: str) -> None:
     for table in ours:
         columns = {c["name"] for c in inspect(conn).get_columns(table.name)}
         wanted = {c.name for c in table.columns}
+        added = [n for n in ADDED_COLUMNS.get(table.name, ()) if n not in columns]
+        if added and wanted - set(added) <= columns:
+            _add_columns(conn, table, added)
+            columns |= set(added)
         if not wanted <= columns:
             raise StoreError(
                 f"landscape at {url}: table {table.name} lacks columns "
@@ -102,6 +123,27 @@ def _ensure(conn: Connection, url: str) -> None:
         )
     Landscape.live().create(conn)
     projection_skips.create(conn, checkfirst=True)  # new in a landscape made before it
+    if ours and conn.dialect.name == "postgresql":
+        _replace_legacy_constraints(conn)
+
+
+def _add_columns(conn: Connection, table: Table, names: list[str]) -> None:
+    for name in names:
+        column = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN {column}')
+
+
+def _replace_legacy_constraints(conn: Connection) -> None:
+    """PostgreSQL: an older landscape's dropped constraints go, this version's come in."""
+    for name, legacy in LEGACY_CONSTRAINTS.items():
+        existing = {c["name"] for c in inspect(conn).get_unique_constraints(name)}
+        if legacy not in existing:
+            continue
+        conn.exec_driver_sql(f'ALTER TABLE "{name}" DROP CONSTRAINT "{legacy}"')
+        table = Landscape.live()[name]
+        for constraint in table.constraints:
+            if isinstance(constraint, UniqueConstraint) and constraint.name not in existing:
+                conn.execute(AddConstraint(constraint))
 
 
 IN_LIST = 500

@@ -67,7 +67,11 @@ node_states = Table(
     Column("started_at", WHEN, nullable=False),
     Column("completed_at", WHEN),
     Column("duration_ms", Float),
-    UniqueConstraint("token_id", "node_id", "attempt", name="uq_node_states_token_node_attempt"),
+    Column("context_hash", DIGEST),
+    Column("context_json", Text),
+    UniqueConstraint(
+        "run_id", "token_id", "node_id", "attempt", name="uq_node_states_run_token_node_attempt"
+    ),
     *checks("node_states"),
     Index("ix_node_states_run_step", "run_id", "step_index"),
 )
@@ -131,6 +135,7 @@ batches = Table(
     Column("created_at", WHEN, nullable=False),
     Column("completed_at", WHEN),
     Column("retry_of_batch_id", ID, ForeignKey("batches.batch_id")),
+    Column("trigger_reason", String(512)),
     Index("ix_batches_run", "run_id"),
     Index("ix_batches_state", "aggregation_state_id"),
     Index("ix_batches_retry_of", "retry_of_batch_id"),
@@ -168,6 +173,18 @@ projection_skips = Table(
 
 Not a landscape table: a rebuild keeps it (and keeps skipping the same positions); the
 events stay in the log, and verify lists every row here."""
+
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "node_states": ("context_hash", "context_json"),
+    "batches": ("trigger_reason",),
+}
+"""Nullable columns added after landscapes were first made: `schema.ensure` adds them to a
+landscape that lacks them (old rows read NULL, as their events carry no such fact)."""
+
+LEGACY_CONSTRAINTS: dict[str, str] = {"node_states": "uq_node_states_token_node_attempt"}
+"""Constraints an older landscape has that this version dropped: node states were unique on
+(token, node, attempt) before run-scoped state ids. PostgreSQL drops it in `ensure`; a
+SQLite landscape keeps it until `auditledger rebuild` makes the tables anew."""
 
 LANDSCAPE_TABLES = (runs, node_states, operations, calls, batches, batch_members)
 """In dependency order: create in this order, delete in reverse."""

@@ -180,6 +180,14 @@ class LandscapeService:
                 run_id=None if run_id is None else str(run_id),
             )
 
+    def unsettled(self, run_id: str) -> tuple[int, tuple[str, ...]]:
+        """After catching up: how many of a run's states, operations and batches are not
+        settled, and up to five of their ids (complete_run's check)."""
+        self.catch_up()
+        land = self._landscape()
+        with land.lock, self._landscape_errors(), land.engine.connect() as conn:
+            return queries.unsettled(conn, str(run_id))
+
     def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""
         self.catch_up()
