@@ -32,7 +32,6 @@ NOT_COMMANDS = {
     "close",
     "url",
     "group_commit",
-    "state_id",
     "unit_of_work",
     "landscape_engine",  # a property: the Engine itself
     "retention",  # a property
@@ -106,7 +105,7 @@ def test_a_pipeline_of_states_calls_and_a_batch_lands_in_the_landscape(store_url
         assert [c.call_index for c in await ledger.recorded_calls(states[0])] == [0]
         digest = await ledger.store_bytes(b"raw")
         assert await ledger.payload(digest) == b"raw"
-        assert ledger.state_id(token_id="tok-0", node_id="n") == states[0]
+        assert await ledger.state_id(run_id=run_id, token_id="tok-0", node_id="n") == states[0]
 
     run(body, store_url)
 
@@ -147,7 +146,8 @@ def test_a_unit_of_work_commits_all_of_its_commands_or_none(store_url: str) -> N
         assert await ledger.log_position() == before
         assert (await ledger.load(NodeState, kept)).status == "completed"
         with pytest.raises(UnknownState):
-            await ledger.load(NodeState, ledger.state_id(token_id="dropped", node_id="n"))
+            dropped = await ledger.state_id(run_id=run_id, token_id="dropped", node_id="n")
+            await ledger.load(NodeState, dropped)
 
     run(body, store_url)
 

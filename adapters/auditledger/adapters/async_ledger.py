@@ -174,6 +174,7 @@ class AsyncLedger:
     verify = _command(Ledger.verify, writes=False)
     explain = _command(Ledger.explain, writes=False)
     skip_event = _command(Ledger.skip_event, writes=False)
+    state_id = _command(Ledger.state_id, writes=False)  # reads the run: its id scheme
     prove = _command(Ledger.prove, writes=False)
     erase = _command(Ledger.erase, writes=False)
 
@@ -191,10 +192,6 @@ class AsyncLedger:
     async def export_rows(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""
         return await self.run(lambda: list(self.ledger.export_rows(run_id)))
-
-    def state_id(self, *, token_id: str, node_id: str, attempt: int = 0) -> str:
-        """The id a state for (token, node, attempt) has (computed: no I/O, no await)."""
-        return self.ledger.state_id(token_id=token_id, node_id=node_id, attempt=attempt)
 
     # Units of work
 
