@@ -5,6 +5,8 @@ checks that the state is not terminal. Racing complete_run / complete_state, the
 always one the sequential order allows: either the command committed before the closing
 event (it sits earlier in the log), or it gets the typed error it gets when it comes second
 (RunClosed, InvalidLink) and wrote nothing. With threads, with processes, and in a unit.
+The runs here end as "failed", which a run may do with work still open: ending one as
+"completed" also asks that nothing is open (RunNotSettled), a rule of its own.
 """
 
 from __future__ import annotations
@@ -89,24 +91,24 @@ def test_open_state_whose_run_completes_after_the_check_gets_run_closed(
     interleaved: Ledger,
 ) -> None:
     run_id = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
+    after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
     with pytest.raises(RunClosed):
         interleaved.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0, input={})
-    assert not interleaved.app.has_events(UUID(interleaved.state_id(token_id="t", node_id="n")))
+    assert not interleaved.app.has_events(UUID(interleaved.state_id(run_id=run_id, token_id="t", node_id="n")))
 
 
 def test_begin_operation_and_create_batch_whose_run_completes_after_the_check_get_run_closed(
     interleaved: Ledger,
 ) -> None:
     run_id = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
+    after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
     with pytest.raises(RunClosed):
         interleaved.begin_operation(
             run_id=run_id, node_id="src", operation_type="load", operation_id=str(UUID(int=1))
         )
     assert not interleaved.app.has_events(UUID(int=1))
     other = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(other))
+    after_the_check(interleaved, lambda: interleaved.complete_run(other, "failed"))
     with pytest.raises(RunClosed):
         interleaved.create_batch(other, "agg", batch_id=str(UUID(int=2)))
     assert not interleaved.app.has_events(UUID(int=2))
@@ -131,7 +133,7 @@ def test_a_unit_whose_run_completes_before_it_commits_raises_run_closed_and_writ
     before = interleaved.log_position()
     with pytest.raises(RunClosed), interleaved.unit_of_work():
         interleaved.open_state(run_id=run_id, token_id="a", node_id="n", step_index=0)
-        after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
+        after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
         interleaved.open_state(run_id=run_id, token_id="b", node_id="n", step_index=0)
     assert interleaved.log_position() == before + 1  # only the RunCompleted
 
@@ -169,10 +171,10 @@ def test_with_group_commit_the_loser_gets_run_closed_too(store_url: str) -> None
     with Ledger.open(store_url, group_commit=True) as ledger:
         ledger.writes = writes = Interleaved(ledger.stores, group_commit=True)
         run_id = ledger.begin_run()
-        writes.between = lambda: ledger.complete_run(run_id)
+        writes.between = lambda: ledger.complete_run(run_id, "failed")
         with pytest.raises(RunClosed):
             ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-        assert not ledger.app.has_events(UUID(ledger.state_id(token_id="t", node_id="n")))
+        assert not ledger.app.has_events(UUID(ledger.state_id(run_id=run_id, token_id="t", node_id="n")))
 
 
 # Real races: threads
@@ -206,10 +208,10 @@ def test_open_state_racing_complete_run_in_threads_is_always_a_sequential_outcom
         run_id = ledger.begin_run()
         opened, completed = race(
             partial(ledger.open_state, run_id=run_id, token_id=f"t{i}", node_id="n", step_index=0),
-            partial(ledger.complete_run, run_id),
+            partial(ledger.complete_run, run_id, "failed"),
         )
         assert completed == "ok"
-        state_id = ledger.state_id(token_id=f"t{i}", node_id="n")
+        state_id = ledger.state_id(run_id=run_id, token_id=f"t{i}", node_id="n")
         if opened == "ok":
             opened_at = last_position_of(ledger, state_id, NodeState.StateOpened)
             closed_at = last_position_of(ledger, run_id, Run.RunCompleted)
@@ -263,7 +265,7 @@ def test_begin_operation_and_create_batch_racing_complete_run_in_threads(ledger:
             else partial(ledger.create_batch, run_id, "agg", batch_id=made_id)
         )
         first = Operation.OperationStarted if i % 2 else Batch.BatchCreated
-        made, completed = race(make, partial(ledger.complete_run, run_id))
+        made, completed = race(make, partial(ledger.complete_run, run_id, "failed"))
         assert completed == "ok"
         if made == "ok":
             made_at = last_position_of(ledger, made_id, first)
@@ -292,7 +294,7 @@ def _complete_runs(url: str, runs: list[str], gate: Any, out: Any) -> None:
     with Ledger.open(url) as ledger:
         for run_id in runs:
             gate.wait()
-            ledger.complete_run(run_id)
+            ledger.complete_run(run_id, "failed")
 
 
 def _link_batches(url: str, pairs: list[tuple[str, str]], gate: Any, out: Any) -> None:
@@ -339,7 +341,7 @@ def test_open_state_racing_complete_run_in_processes(shared_url: str) -> None:
     results = in_two_processes(shared_url, [_open_states, _complete_runs], runs)
     with Ledger.open(shared_url) as ledger:
         for i, run_id in enumerate(runs):
-            state_id = ledger.state_id(token_id=f"t{i}", node_id="n")
+            state_id = ledger.state_id(run_id=run_id, token_id=f"t{i}", node_id="n")
             if results[i] == "ok":
                 opened_at = last_position_of(ledger, state_id, NodeState.StateOpened)
                 closed_at = last_position_of(ledger, run_id, Run.RunCompleted)
