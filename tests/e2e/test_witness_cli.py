@@ -185,3 +185,33 @@ def test_checkpoint_note_root_is_the_tree_root_a_consistency_proof_names(
     assert signature.startswith("\u2014 log ")
     proof = json.loads(run("consistency", "--old", "1", "--new", size, "--store", store).stdout)
     assert bytes.fromhex(proof["new_root"]).hex() == __import__("base64").b64decode(root).hex()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_witness_follows_a_growing_log_and_verify_checks_its_note(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]], postgres_url: str
+) -> None:
+    state = str(tmp_path / "state")
+    assert run("demo", "--store", postgres_url).returncode == 0
+    first = note_of(postgres_url, tmp_path / "first.note", keys["log"][0])
+    assert run("witness", "--store", postgres_url, "--state", state,
+               "--key", str(keys["w1"][0]), str(first)).returncode == 0  # fmt: skip
+    assert run("demo", "--store", postgres_url).returncode == 0
+    grown = note_of(postgres_url, tmp_path / "grown.note", keys["log"][0])
+    cosigned = run("witness", "--store", postgres_url, "--state", state,
+                   "--key", str(keys["w1"][0]), str(grown))  # fmt: skip
+    assert cosigned.returncode == 0, cosigned.stderr
+    checked = run("verify-chain", "--store", postgres_url, "--checkpoint", str(grown),
+                  "--witness-key", str(keys["w1"][1]), "--witness-key", str(keys["log"][1]),
+                  "--quorum", "2")  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_json_checkpoint_file_with_a_leading_blank_line_is_still_json(tmp_path: Path) -> None:
+    store = demo_store(tmp_path / "audit")
+    line = run("checkpoint", "--store", store).stdout
+    heads = tmp_path / "heads.txt"
+    heads.write_text("\n" + line, encoding="utf-8")
+    checked = run("verify-chain", "--store", store, "--checkpoint", str(heads))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "checkpoints: 1 of 1 matched" in checked.stdout

@@ -151,7 +151,7 @@ def read_note(path: Path) -> SignedNote:
 def is_note(path: Path) -> bool:
     """A signed-note checkpoint file, rather than `checkpoint`'s JSON lines."""
     try:
-        with path.open(encoding="utf-8") as file:
-            return not file.read(1).startswith("{")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
+    return bool(text.strip()) and not text.lstrip().startswith("{")
