@@ -18,7 +18,7 @@ from pathlib import Path
 from auditledger.adapters.tamper.merkle_errors import NothingToProve, NotSealed
 from auditledger.adapters.tamper.merkle_proofs import Prover
 from auditledger.adapters.tamper.merkle_verify import verify_consistency
-from auditledger.adapters.tamper.notes import NoteKey, SignedNote, TreeCheckpoint
+from auditledger.adapters.tamper.notes import DASH, NoteKey, SignedNote, TreeCheckpoint
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.errors import InvalidCheckpoint, LedgerError
 
@@ -149,9 +149,10 @@ def read_note(path: Path) -> SignedNote:
 
 
 def is_note(path: Path) -> bool:
-    """A signed-note checkpoint file, rather than `checkpoint`'s JSON lines."""
+    """A signed-note checkpoint file (a blank line, then a signature line), rather than
+    `checkpoint`'s JSON lines (anything else is read, and reported, as JSON lines)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(text.strip()) and not text.lstrip().startswith("{")
+    return not text.lstrip().startswith("{") and f"\n\n{DASH}" in text
