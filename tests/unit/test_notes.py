@@ -129,3 +129,10 @@ def test_the_default_origin_drops_credentials_and_spaces() -> None:
         "auditledger/postgresql/db.example:5432/audit"
     )
     assert default_origin("sqlite:////srv/my audit") == "auditledger/sqlite/srv/my_audit"
+
+
+@pytest.mark.parametrize(("name", "public"), [("two words", bytes(32)), ("a+b", bytes(32)),
+                                              ("", bytes(32)), ("short", bytes(31))])  # fmt: skip
+def test_a_note_key_with_a_bad_name_or_public_key_is_refused(name: str, public: bytes) -> None:
+    with pytest.raises(InvalidCheckpoint):
+        NoteKey(name, public)

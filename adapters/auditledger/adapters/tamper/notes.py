@@ -60,10 +60,12 @@ class NoteKey:
     private: Any = None
 
     def __post_init__(self) -> None:
-        if not self.name or any(c in self.name for c in " \n+") or len(self.public) != 32:
+        if not self.name or any(c in self.name for c in " \n+"):
             raise InvalidCheckpoint(
-                self.name or "key", "a note key name has no space, newline or '+'"
+                self.name or "key", "a note key name is not empty and has no space, newline, '+'"
             )
+        if len(self.public) != 32:
+            raise InvalidCheckpoint(self.name, "an Ed25519 public key is 32 bytes")
 
     @classmethod
     def of(cls, name: str, key: Key) -> NoteKey:
