@@ -94,7 +94,9 @@ def test_open_state_whose_run_completes_after_the_check_gets_run_closed(
     after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
     with pytest.raises(RunClosed):
         interleaved.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0, input={})
-    assert not interleaved.app.has_events(UUID(interleaved.state_id(run_id=run_id, token_id="t", node_id="n")))
+    assert not interleaved.app.has_events(
+        UUID(interleaved.state_id(run_id=run_id, token_id="t", node_id="n"))
+    )
 
 
 def test_begin_operation_and_create_batch_whose_run_completes_after_the_check_get_run_closed(
@@ -174,7 +176,9 @@ def test_with_group_commit_the_loser_gets_run_closed_too(store_url: str) -> None
         writes.between = lambda: ledger.complete_run(run_id, "failed")
         with pytest.raises(RunClosed):
             ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-        assert not ledger.app.has_events(UUID(ledger.state_id(run_id=run_id, token_id="t", node_id="n")))
+        assert not ledger.app.has_events(
+            UUID(ledger.state_id(run_id=run_id, token_id="t", node_id="n"))
+        )
 
 
 # Real races: threads

@@ -110,7 +110,7 @@ def test_a_landscape_behind_the_log_is_flagged_not_failed(demo_ledger: Ledger) -
     state = demo_ledger.open_state(run_id=run_id, token_id="late", node_id="n", step_index=0)
     demo_ledger.record_call(state, call_type="llm", request={"late": 1}, response={})
     demo_ledger.complete_state(state)
-    demo_ledger.complete_run(run_id)
+    demo_ledger.complete_run(run_id, "interrupted")  # "completed" would catch up first
     report = demo_ledger.verify(diff=False)
     position = next(c for c in report.checks if c.name == POSITION)
     assert position.passed and position.flagged

@@ -15,6 +15,7 @@ from auditledger.adapters.cli import landscape as cli_landscape
 from auditledger.adapters.cli import payload as cli_payload
 from auditledger.adapters.cli import proofs as cli_proofs
 from auditledger.adapters.cli import provider as cli_provider
+from auditledger.adapters.cli import witness as cli_witness
 
 app = typer.Typer(
     name="auditledger",
@@ -38,6 +39,7 @@ for module in (
     cli_landscape,
     cli_payload,
     cli_provider,
+    cli_witness,
 ):
     module.register(app)
 

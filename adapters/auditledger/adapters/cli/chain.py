@@ -24,10 +24,19 @@ from auditledger.adapters.cli.common import (
 from auditledger.adapters.cli.proofs import merkle_consistency
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.tamper.chain_format import ChainReport, Checkpoint, parse_checkpoints
+from auditledger.adapters.tamper.merkle_proofs import Prover
+from auditledger.adapters.tamper.notes import (
+    NoteKey,
+    TreeCheckpoint,
+    default_origin,
+    read_verifier_key,
+    signed_checkpoint,
+)
 from auditledger.adapters.tamper.purge import parse_age, purge_payloads
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.adapters.tamper.signing import Key, checkpoint_of, read_key
 from auditledger.adapters.tamper.verifier import verify_chain
+from auditledger.adapters.tamper.witness import check_quorum, is_note, read_note
 from auditledger.domain.errors import InvalidCheckpoint
 
 KeyFileOption = Annotated[
@@ -48,6 +57,19 @@ ReadOnlyOption = Annotated[
         help="open the store so that nothing in it can change (an auditor's copy); "
         "automatic when its directory cannot be written",
     ),
+]
+WitnessKeysOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness-key",
+        help="a key whose signature counts towards --quorum on a signed-note checkpoint: "
+        "name+keyid+base64 (as `witness` keys print), a file holding one, or a PEM key file "
+        "(named by its stem); repeat for several",
+    ),
+]
+QuorumOption = Annotated[
+    int,
+    typer.Option("--quorum", min=1, help="valid --witness-key signatures a note needs"),
 ]
 CheckpointFiles = Annotated[
     list[Path] | None,
@@ -100,8 +122,34 @@ def checkpoint(
     ] = None,
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
+    output_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="json: one JSON line (default); note: a C2SP tlog-checkpoint signed note "
+            "(needs an Ed25519 --key-file)",
+        ),
+    ] = "json",
+    note: Annotated[
+        Path | None,
+        typer.Option("--note", help="write the signed note to this file (implies --format note)"),
+    ] = None,
+    origin: Annotated[
+        str | None,
+        typer.Option("--origin", help="the note's origin line (default: from the store URL)"),
+    ] = None,
+    key_name: Annotated[
+        str | None,
+        typer.Option("--key-name", help="the note signature's key name (default: the origin)"),
+    ] = None,
 ) -> None:
-    """Seal, then print the log head (position, chain hash, time) as one JSON line."""
+    """Seal, then print the log head (position, chain hash, time) as one JSON line, or
+    (--format note) the Merkle tree head as a signed note witnesses can cosign."""
+    if output_format not in ("json", "note"):
+        raise fail(f"--format is json or note, not {output_format!r}")
+    if note is not None or output_format == "note":
+        signed_note(store, note, origin or default_origin(store), key_name, key_file)
+        return
     try:
         with one_line_errors():
             key = read_key(key_file, hmac_key_env)
@@ -116,6 +164,28 @@ def checkpoint(
     typer.echo(line)
 
 
+def signed_note(
+    store: str, note: Path | None, origin: str, key_name: str | None, key_file: Path | None
+) -> None:
+    """What `checkpoint --format note` runs: seal, then sign the tree head as a note."""
+    if key_file is None:
+        raise fail("a signed-note checkpoint needs --key-file with an Ed25519 private key")
+    with one_line_errors():
+        key = NoteKey.of(key_name or origin, Key.from_file(key_file))
+        with RawLog.open(store) as source:
+            source.seal()
+            with Prover.over(source) as prover:
+                size = prover.head.size
+                root = prover.root_hash(size)
+        text = signed_checkpoint(TreeCheckpoint(origin, size, root), key).render()
+    if note is not None:
+        try:
+            note.write_text(text, encoding="utf-8")
+        except OSError as error:
+            raise fail(f"cannot write {note}: {error}") from None
+    typer.echo(text, nl=False)
+
+
 def verify_chain_command(
     store: StoreOption = DEFAULT_STORE,
     checkpoint_files: CheckpointFiles = None,
@@ -126,6 +196,8 @@ def verify_chain_command(
     key_file: KeyFileOption = None,
     hmac_key_env: HmacEnvOption = None,
     read_only: ReadOnlyOption = False,
+    witness_keys: WitnessKeysOption = None,
+    quorum: QuorumOption = 1,
 ) -> None:
     """Recompute the hash chain from the raw tables; report the first broken position."""
     code = run_verify_chain(
@@ -135,6 +207,8 @@ def verify_chain_command(
         key_file,
         hmac_key_env,
         read_only=read_only_wanted(store, read_only),
+        witness_keys=witness_keys or [],
+        quorum=quorum,
     )
     raise typer.Exit(code)
 
@@ -154,8 +228,15 @@ def run_verify_chain(
     until: int | None = None,
     *,
     read_only: bool = False,
+    witness_keys: list[str] | None = None,
+    quorum: int = 1,
 ) -> int:
-    """What `verify --chain` runs: prints the outcome, returns the exit code (0 = holds)."""
+    """What `verify --chain` runs: prints the outcome, returns the exit code (0 = holds).
+    Signed-note checkpoint files need `quorum` valid signatures of `witness_keys` and the
+    store's Merkle root at their size; JSON checkpoint files are checked against the chain."""
+    notes = [path for path in checkpoint_files if is_note(path)]
+    checkpoint_files = [path for path in checkpoint_files if path not in notes]
+    notes_code = run_verify_notes(store, notes, witness_keys or [], quorum) if notes else 0
     with one_line_errors():
         key = read_key(key_file, hmac_key_env)
         checkpoints = [c for path in checkpoint_files for c in _read_checkpoints(path)]
@@ -169,7 +250,31 @@ def run_verify_chain(
                 until=until,
             )
     _print_report(report, key, len(checkpoints) + (trusted is not None))
-    return 0 if report.ok else 1
+    return 0 if report.ok and notes_code == 0 else 1
+
+
+def run_verify_notes(store: str, notes: list[Path], witness_keys: list[str], quorum: int) -> int:
+    with one_line_errors():
+        if not witness_keys:
+            raise InvalidCheckpoint(str(notes[0]), "a signed-note checkpoint needs --witness-key")
+        keys = [read_verifier_key(given) for given in witness_keys]
+        reports = [check_quorum(read_note(p), keys, quorum, store, str(p)) for p in notes]
+    for report in reports:
+        head = f"size {report.checkpoint.size} of {report.checkpoint.origin}"
+        signed = f"{len(report.signers)} of quorum {report.quorum} witness signatures valid"
+        if report.ok:
+            console.print(
+                f"cosigned checkpoint {head}: {signed}, root matches the store",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            console.print(
+                f"[bold red]REFUSED[/] cosigned checkpoint {report.finding}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    return 0 if all(report.ok for report in reports) else 1
 
 
 def consistency(

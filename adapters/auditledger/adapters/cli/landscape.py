@@ -28,7 +28,9 @@ from auditledger.adapters.cli.chain import (
     CheckpointFiles,
     HmacEnvOption,
     KeyFileOption,
+    QuorumOption,
     ReadOnlyOption,
+    WitnessKeysOption,
     export_checkpoint,
     read_only_wanted,
     run_verify_chain,
@@ -240,6 +242,8 @@ def verify(
         ),
     ] = False,
     read_only: ReadOnlyOption = False,
+    witness_keys: WitnessKeysOption = None,
+    quorum: QuorumOption = 1,
 ) -> None:
     """Check the landscape's invariants; exit 0 only if every check passes.
 
@@ -250,7 +254,14 @@ def verify(
     chain_code = 0
     if chain or checkpoint:  # first: it reads raw bytes, so it reports even undecodable events
         chain_code = run_verify_chain(
-            store, checkpoint or [], None, key_file, hmac_key_env, read_only=read_only
+            store,
+            checkpoint or [],
+            None,
+            key_file,
+            hmac_key_env,
+            read_only=read_only,
+            witness_keys=witness_keys or [],
+            quorum=quorum,
         )
     with _landscape_of(store, landscape, read_only) as ledger:
         unbuilt = isinstance(ledger, ReadOnlyLandscape) and not ledger.had_landscape

@@ -179,6 +179,10 @@ class Prover:
             proof=[h.hex() for h in proof],
         )
 
+    def root_hash(self, size: int | None = None) -> bytes:
+        """The RFC 9162 root of the tree of `size` leaves (default: every sealed event)."""
+        return self._root(self._size(size))
+
     def size_at(self, position: int) -> int:
         """The tree size whose last leaf is the event at `position`."""
         return self._leaf_index(position, self.head.size) + 1
