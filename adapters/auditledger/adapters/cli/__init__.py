@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from auditledger.adapters.cli import bundle as cli_bundle
 from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
 from auditledger.adapters.cli import erasure as cli_erasure
@@ -37,6 +38,7 @@ for module in (
     cli_erasure,
     cli_landscape,
     cli_payload,
+    cli_bundle,
     cli_provider,
 ):
     module.register(app)
