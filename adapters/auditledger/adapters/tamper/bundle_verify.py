@@ -31,7 +31,7 @@ from auditledger.adapters.tamper.merkle import leaf_bytes
 from auditledger.adapters.tamper.merkle_verify import leaf_hash, verify_inclusion
 from auditledger.adapters.tamper.signing import Key
 from auditledger.projections import queries, schema
-from auditledger.projections.landscape import KEYS
+from auditledger.projections.landscape import KEYS, utc
 from auditledger.projections.runner import Projector
 from auditledger.projections.tables import LANDSCAPE_TABLES
 
@@ -45,7 +45,8 @@ TABLE_KEYS = {table.name: KEYS[table] for table in LANDSCAPE_TABLES}
 
 
 def plain(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """A timestamp as naive UTC ISO 8601 (PostgreSQL serves it aware, SQLite naive)."""
+    return utc(value).isoformat() if isinstance(value, datetime) else value
 
 
 def row_line(row: dict[str, Any]) -> str:
