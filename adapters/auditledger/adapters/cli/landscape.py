@@ -449,7 +449,8 @@ def export(
 
     Both formats carry the same records: the run's rows, table by table, then the sealed log
     head (table 'checkpoint'; not for memory://), then with --with-payloads one 'payloads'
-    record per ref (ref, status, size, base64)."""
+    record per ref (ref, status, size, base64). With --bundle DIR: a run bundle instead
+    (docs/tamper-evidence.md, "Run bundles"), signed with --key-file."""
     with existing_ledger(store, landscape) as ledger:
         if bundle is not None:
             from auditledger.adapters.cli.bundle import export_bundle
