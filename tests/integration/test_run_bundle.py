@@ -183,3 +183,14 @@ def test_an_ed25519_signed_bundle_checks_with_the_public_key(tmp_path: Path) -> 
     code, out = verify(tmp_path / "b", "--key-file", str(tmp_path / "public.pem"))
     assert code == 0, out
     assert "signature checked (ed25519)" in out
+
+
+def test_a_payload_removed_with_its_manifest_entries_is_named(bundle: Path) -> None:
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    digest = manifest["payloads"]["included"].pop(0)
+    del manifest["files"][f"payloads/{digest}"]
+    (bundle / "payloads" / digest).unlink()
+    (bundle / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    code, out = verify(bundle)
+    assert code == 1
+    assert f"payload {digest}: named by the events, neither in the bundle nor absent" in out

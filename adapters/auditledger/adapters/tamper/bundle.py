@@ -140,7 +140,7 @@ def write_bundle(
         "checkpoint": json.loads(checkpoint_of(head, key).to_json()),
         "events": {"file": EVENTS, "count": len(events), "positions": [e.position for e in events]},
         "row_counts": counts,
-        "payloads": {"included": included, "absent": absent},
+        "payloads": {"with_payloads": with_payloads, "included": included, "absent": absent},
         "files": files,
     }
     body = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8") + b"\n"

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import StaticPool
 
 from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.tamper.chain_format import digests_in
 from auditledger.adapters.tamper.merkle import leaf_bytes
 from auditledger.adapters.tamper.merkle_verify import leaf_hash, verify_inclusion
 from auditledger.adapters.tamper.signing import Key
@@ -113,7 +114,7 @@ def verify_bundle(directory: Path, key: Key | None = None) -> BundleReport:
     _check_files(directory, manifest, report)
     events = _check_events(directory, manifest, report)
     _check_rows(directory, manifest, events, report)
-    _check_payloads(directory, manifest, report)
+    _check_payloads(directory, manifest, events, report)
     return report
 
 
@@ -307,8 +308,19 @@ def _changed(given: str, expected: str) -> str:
     )
 
 
-def _check_payloads(directory: Path, manifest: dict[str, Any], r: BundleReport) -> None:
-    for digest in manifest.get("payloads", {}).get("included", []):
+def _check_payloads(
+    directory: Path, manifest: dict[str, Any], events: list[dict[str, Any]], r: BundleReport
+) -> None:
+    listed = manifest.get("payloads", {})
+    if listed.get("with_payloads"):
+        named = set(digests_in(e["state_bytes"] for e in events))
+        for digest in sorted(
+            named - set(listed.get("included", [])) - set(listed.get("absent", []))
+        ):
+            r.findings.append(
+                f"payload {digest}: named by the events, neither in the bundle nor absent"
+            )
+    for digest in listed.get("included", []):
         found = _sha256_file(directory / PAYLOADS_DIR / digest)
         r.payloads += 1
         if found is None:
