@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -93,6 +94,8 @@ class BundleReport:
     payloads: int = 0
     signature: str = "not checked (no --key-file)"
     findings: list[str] = field(default_factory=list)
+    hashed: dict[str, str | None] = field(default_factory=dict, repr=False)
+    """file name -> its sha256 (None: missing), each file read once."""
 
     @property
     def ok(self) -> bool:
@@ -136,9 +139,10 @@ def _check_signature(
         r.findings.append(f"signature: {SIGNATURE} does not verify the manifest with this key")
 
 
-def _sha256_file(path: Path) -> str | None:
+def _sha256_file(path: Path | str) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        with open(path, "rb") as source:
+            return hashlib.sha256(source.read()).hexdigest()
     except OSError:
         return None
 
@@ -146,7 +150,7 @@ def _sha256_file(path: Path) -> str | None:
 def _check_files(directory: Path, manifest: dict[str, Any], r: BundleReport) -> None:
     files: dict[str, Any] = manifest.get("files", {})
     for name, entry in sorted(files.items()):
-        digest = _sha256_file(directory / name)
+        digest = r.hashed[name] = _sha256_file(os.path.join(directory, name))
         if digest is None:
             r.findings.append(f"file {name}: missing")
         elif digest != entry.get("sha256"):
@@ -154,10 +158,13 @@ def _check_files(directory: Path, manifest: dict[str, Any], r: BundleReport) -> 
                 f"file {name}: sha256 {digest} is not the manifest's {entry.get('sha256')}"
             )
     listed = set(files) | {MANIFEST, SIGNATURE}
-    for path in sorted(directory.rglob("*")):
-        name = path.relative_to(directory).as_posix()
-        if path.is_file() and name not in listed:
-            r.findings.append(f"file {name}: not listed in the manifest")
+    present = {
+        os.path.relpath(os.path.join(folder, name), directory).replace(os.sep, "/")
+        for folder, _, names in os.walk(directory)
+        for name in names
+    }
+    for name in sorted(present - listed):
+        r.findings.append(f"file {name}: not listed in the manifest")
 
 
 def _check_events(
@@ -321,7 +328,8 @@ def _check_payloads(
                 f"payload {digest}: named by the events, neither in the bundle nor absent"
             )
     for digest in listed.get("included", []):
-        found = _sha256_file(directory / PAYLOADS_DIR / digest)
+        name = f"{PAYLOADS_DIR}/{digest}"
+        found = r.hashed[name] if name in r.hashed else _sha256_file(directory / name)
         r.payloads += 1
         if found is None:
             r.findings.append(f"payload {digest}: missing from the bundle")
