@@ -183,6 +183,13 @@ def test_an_ed25519_signed_bundle_checks_with_the_public_key(tmp_path: Path) -> 
     code, out = verify(tmp_path / "b", "--key-file", str(tmp_path / "public.pem"))
     assert code == 0, out
     assert "signature checked (ed25519)" in out
+    refused = run_cli(
+        "export", "--run", run_of(url), "--bundle", str(tmp_path / "c"),
+        "--key-file", str(tmp_path / "public.pem"), "--store", url,
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "needs the Ed25519 private key" in refused.stderr
+    assert not (tmp_path / "c").exists()
 
 
 def test_a_payload_removed_with_its_manifest_entries_is_named(bundle: Path) -> None:

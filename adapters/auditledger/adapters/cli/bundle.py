@@ -34,6 +34,8 @@ def export_bundle(
         raise fail("--bundle needs a store with a sealed log (SQLite or PostgreSQL), not memory://")
     with one_line_errors():
         key = Key.from_file(key_file) if key_file is not None else None
+        if key is not None and key.kind == "ed25519" and key.private is None:
+            raise fail("--key-file: signing a bundle needs the Ed25519 private key, not the public")
         rows = list(ledger.export_rows(run))
         upto = ledger.landscape_position()
         with RawLog.open(store) as log:
