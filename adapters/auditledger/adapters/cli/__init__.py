@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from auditledger.adapters.cli import bundle as cli_bundle
 from auditledger.adapters.cli import chain as cli_chain
 from auditledger.adapters.cli import demo as cli_demo
 from auditledger.adapters.cli import erasure as cli_erasure
@@ -38,6 +39,7 @@ for module in (
     cli_erasure,
     cli_landscape,
     cli_payload,
+    cli_bundle,
     cli_provider,
     cli_witness,
 ):

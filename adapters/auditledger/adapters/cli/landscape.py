@@ -446,13 +446,28 @@ def export(
     ] = False,
     store: StoreOption = DEFAULT_STORE,
     landscape: LandscapeOption = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="write a run bundle to this directory instead (events with inclusion proofs, "
+            "rows, payloads with --with-payloads, a manifest): check it with verify-bundle",
+        ),
+    ] = None,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Write a run's landscape rows to stdout (jsonl: {"table", "row"}; csv: table + columns).
 
     Both formats carry the same records: the run's rows, table by table, then the sealed log
     head (table 'checkpoint'; not for memory://), then with --with-payloads one 'payloads'
-    record per ref (ref, status, size, base64)."""
+    record per ref (ref, status, size, base64). With --bundle DIR: a run bundle instead
+    (docs/tamper-evidence.md, "Run bundles"), signed with --key-file."""
     with existing_ledger(store, landscape) as ledger:
+        if bundle is not None:
+            from auditledger.adapters.cli.bundle import export_bundle
+
+            export_bundle(ledger, run, store, bundle, key_file, with_payloads)
+            return
         records = _records(ledger, run, store, with_payloads)
         if format is Format.jsonl:
             for table, row in records:
