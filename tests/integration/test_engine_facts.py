@@ -351,7 +351,8 @@ def test_an_older_landscape_gains_the_new_columns_when_opened(file_url: str) -> 
         ledger.complete_run(run_id)
         assert row(ledger, node_states, "state_id", state).context_json == '{"pool":2}'
         assert row(ledger, batches, "batch_id", batch).trigger_reason is None
-        if ledger.stores.landscape_engine.dialect.name == "postgresql":
-            second = ledger.begin_run(config={})
-            again = ledger.open_state(run_id=second, token_id="row-0000", node_id="n", step_index=0)
-            assert row(ledger, node_states, "state_id", again).run_id == second
+        second = ledger.begin_run(config={})
+        again = ledger.open_state(run_id=second, token_id="row-0000", node_id="n", step_index=0)
+        assert row(ledger, node_states, "state_id", again).run_id == second
+        assert row(ledger, node_states, "state_id", state).run_id == run_id  # rows kept
+        assert ledger.verify().passed

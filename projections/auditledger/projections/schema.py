@@ -125,6 +125,8 @@ def _ensure(conn: Connection, url: str) -> None:
     projection_skips.create(conn, checkfirst=True)  # new in a landscape made before it
     if ours and conn.dialect.name == "postgresql":
         _replace_legacy_constraints(conn)
+    elif ours and conn.dialect.name == "sqlite":
+        _remake_legacy_tables(conn)
 
 
 def _add_columns(conn: Connection, table: Table, names: list[str]) -> None:
@@ -144,6 +146,26 @@ def _replace_legacy_constraints(conn: Connection) -> None:
         for constraint in table.constraints:
             if isinstance(constraint, UniqueConstraint) and constraint.name not in existing:
                 conn.execute(AddConstraint(constraint))
+
+
+def _remake_legacy_tables(conn: Connection) -> None:
+    """SQLite cannot drop a constraint: an older table holding one is made anew with this
+    version's definition, its rows kept, in the schema transaction (foreign keys deferred to
+    its commit, which checks them all)."""
+    for name, legacy in LEGACY_CONSTRAINTS.items():
+        existing = {c["name"] for c in inspect(conn).get_unique_constraints(name)}
+        if legacy not in existing:
+            continue
+        table = Landscape.live()[name]
+        columns = ", ".join(f'"{c.name}"' for c in table.columns)
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.exec_driver_sql(f'CREATE TEMP TABLE "old_{name}" AS SELECT {columns} FROM "{name}"')
+        conn.exec_driver_sql(f'DROP TABLE "{name}"')
+        table.create(conn)
+        conn.exec_driver_sql(
+            f'INSERT INTO "{name}" ({columns}) SELECT {columns} FROM temp."old_{name}"'
+        )
+        conn.exec_driver_sql(f'DROP TABLE temp."old_{name}"')
 
 
 IN_LIST = 500

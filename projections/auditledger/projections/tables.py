@@ -183,8 +183,8 @@ landscape that lacks them (old rows read NULL, as their events carry no such fac
 
 LEGACY_CONSTRAINTS: dict[str, str] = {"node_states": "uq_node_states_token_node_attempt"}
 """Constraints an older landscape has that this version dropped: node states were unique on
-(token, node, attempt) before run-scoped state ids. PostgreSQL drops it in `ensure`; a
-SQLite landscape keeps it until `auditledger rebuild` makes the tables anew."""
+(token, node, attempt) before run-scoped state ids. `ensure` drops it: PostgreSQL in place,
+SQLite by making the table anew with its rows."""
 
 LANDSCAPE_TABLES = (runs, node_states, operations, calls, batches, batch_members)
 """In dependency order: create in this order, delete in reverse."""
