@@ -61,11 +61,11 @@ def _failed_batch(ledger: Ledger, run_id: str) -> str:
 
 
 OPENERS: dict[str, Callable[[Ledger, str], Callable[[], object]]] = {
-    "open_state": lambda ledger, run: lambda: ledger.open_state(
-        run_id=run, token_id="t", node_id="n", step_index=0
+    "open_state": lambda ledger, run: (
+        lambda: ledger.open_state(run_id=run, token_id="t", node_id="n", step_index=0)
     ),
-    "begin_operation": lambda ledger, run: lambda: ledger.begin_operation(
-        run_id=run, node_id="src", operation_type="load"
+    "begin_operation": lambda ledger, run: (
+        lambda: ledger.begin_operation(run_id=run, node_id="src", operation_type="load")
     ),
     "create_batch": lambda ledger, run: lambda: ledger.create_batch(run, "agg"),
 }
