@@ -20,7 +20,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.writing.write_path import OPENING_RUN_CHILD, WritePath
-from auditledger.domain.errors import RunNotSettled
+from auditledger.domain.errors import RunNotSettled, UnitConflict
 from auditledger.domain.run import Run
 
 
@@ -152,3 +152,14 @@ def test_the_needle_is_what_the_opening_events_hold(ledger: Ledger) -> None:
     ]
     assert {n.topic for n in opened} == set(OPENING_RUN_CHILD)
     assert all(needle in n.state for n in opened)
+
+
+def test_a_unit_that_opens_a_state_and_completes_its_run_is_refused_whole(ledger: Ledger) -> None:
+    """The landscape cannot see the unit's own StateOpened; the log guard does."""
+    run_id = ledger.begin_run()
+    before = ledger.log_position()
+    with pytest.raises(UnitConflict), ledger.unit_of_work():
+        ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
+        ledger.complete_run(run_id)
+    assert ledger.log_position() == before
+    assert ledger.load(Run, run_id).status == "running"

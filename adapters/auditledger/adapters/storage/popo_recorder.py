@@ -24,7 +24,7 @@ class LedgerPOPORecorder(POPOApplicationRecorder):
         with self._database_lock:
             for guard in guards:
                 if isinstance(guard, LogGuard):
-                    if self._log_guard_fails(guard):
+                    if self._log_guard_fails(guard, stored_events):
                         raise IntegrityError(guard.refusal())
                     continue
                 later = self.select_events(guard.aggregate_id, gt=guard.version)
@@ -32,10 +32,11 @@ class LedgerPOPORecorder(POPOApplicationRecorder):
                     raise IntegrityError(guard.refusal())
             return super()._insert_events(stored_events, **kwargs)
 
-    def _log_guard_fails(self, guard: LogGuard) -> bool:
-        """Whether an event after the guard's position (notification id = index + 1) has
-        one of its topics and its needle: read under the lock, so no writer is in between."""
-        later = self._stored_events[guard.after :]
+    def _log_guard_fails(self, guard: LogGuard, writing: Sequence[StoredEvent]) -> bool:
+        """Whether an event after the guard's position (notification id = index + 1), or
+        one this write records (the other recorders check after their inserts), has one of
+        its topics and its needle: read under the lock, so no writer is in between."""
+        later = [*self._stored_events[guard.after :], *writing]
         return any(e.topic in guard.opening_topics and guard.needle in e.state for e in later)
 
 

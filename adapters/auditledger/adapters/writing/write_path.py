@@ -387,7 +387,11 @@ class WritePath:
                 for recheck in unit.rechecks:
                     recheck()  # a check that no longer holds raises its command's own error
                 raise UnitConflict(
-                    [*unit.changed, *{g.aggregate_id for g in unit.guards.values()}],
+                    list(
+                        dict.fromkeys(
+                            [*unit.changed, *(g.aggregate_id for g in unit.guards.values())]
+                        )
+                    ),
                     "another writer committed to one of them first",
                 ) from None
             except PersistenceError as error:
