@@ -5,8 +5,12 @@ checks that the state is not terminal. Racing complete_run / complete_state, the
 always one the sequential order allows: either the command committed before the closing
 event (it sits earlier in the log), or it gets the typed error it gets when it comes second
 (RunClosed, InvalidLink) and wrote nothing. With threads, with processes, and in a unit.
-The runs here end as "failed", which a run may do with work still open: ending one as
-"completed" also asks that nothing is open (RunNotSettled), a rule of its own.
+
+complete_run, in turn, checks the landscape (nothing of the run unsettled) and writes the
+Run: its log guard refuses the write if a state, operation or batch of the run was opened
+after the position it asked at, so it re-asks and refuses with RunNotSettled. Racing
+open_state, exactly one of the two wins, and never a completed run with a child opened
+after its RunCompleted or still open.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from auditledger.adapters import Ledger
 from auditledger.adapters.storage.stores import Stores
 from auditledger.adapters.writing.write_path import WritePath
 from auditledger.domain.batch import Batch
-from auditledger.domain.errors import InvalidLink, LedgerError, RunClosed
+from auditledger.domain.errors import InvalidLink, LedgerError, RunClosed, RunNotSettled
 from auditledger.domain.node_state import NodeState
 from auditledger.domain.operation import Operation
 from auditledger.domain.run import Run
@@ -91,26 +95,24 @@ def test_open_state_whose_run_completes_after_the_check_gets_run_closed(
     interleaved: Ledger,
 ) -> None:
     run_id = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
+    after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
     with pytest.raises(RunClosed):
         interleaved.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0, input={})
-    assert not interleaved.app.has_events(
-        UUID(interleaved.state_id(run_id=run_id, token_id="t", node_id="n"))
-    )
+    assert not interleaved.app.has_events(UUID(interleaved.state_id(token_id="t", node_id="n")))
 
 
 def test_begin_operation_and_create_batch_whose_run_completes_after_the_check_get_run_closed(
     interleaved: Ledger,
 ) -> None:
     run_id = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
+    after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
     with pytest.raises(RunClosed):
         interleaved.begin_operation(
             run_id=run_id, node_id="src", operation_type="load", operation_id=str(UUID(int=1))
         )
     assert not interleaved.app.has_events(UUID(int=1))
     other = interleaved.begin_run()
-    after_the_check(interleaved, lambda: interleaved.complete_run(other, "failed"))
+    after_the_check(interleaved, lambda: interleaved.complete_run(other))
     with pytest.raises(RunClosed):
         interleaved.create_batch(other, "agg", batch_id=str(UUID(int=2)))
     assert not interleaved.app.has_events(UUID(int=2))
@@ -135,7 +137,7 @@ def test_a_unit_whose_run_completes_before_it_commits_raises_run_closed_and_writ
     before = interleaved.log_position()
     with pytest.raises(RunClosed), interleaved.unit_of_work():
         interleaved.open_state(run_id=run_id, token_id="a", node_id="n", step_index=0)
-        after_the_check(interleaved, lambda: interleaved.complete_run(run_id, "failed"))
+        after_the_check(interleaved, lambda: interleaved.complete_run(run_id))
         interleaved.open_state(run_id=run_id, token_id="b", node_id="n", step_index=0)
     assert interleaved.log_position() == before + 1  # only the RunCompleted
 
@@ -173,12 +175,10 @@ def test_with_group_commit_the_loser_gets_run_closed_too(store_url: str) -> None
     with Ledger.open(store_url, group_commit=True) as ledger:
         ledger.writes = writes = Interleaved(ledger.stores, group_commit=True)
         run_id = ledger.begin_run()
-        writes.between = lambda: ledger.complete_run(run_id, "failed")
+        writes.between = lambda: ledger.complete_run(run_id)
         with pytest.raises(RunClosed):
             ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
-        assert not ledger.app.has_events(
-            UUID(ledger.state_id(run_id=run_id, token_id="t", node_id="n"))
-        )
+        assert not ledger.app.has_events(UUID(ledger.state_id(token_id="t", node_id="n")))
 
 
 # Real races: threads
@@ -212,16 +212,16 @@ def test_open_state_racing_complete_run_in_threads_is_always_a_sequential_outcom
         run_id = ledger.begin_run()
         opened, completed = race(
             partial(ledger.open_state, run_id=run_id, token_id=f"t{i}", node_id="n", step_index=0),
-            partial(ledger.complete_run, run_id, "failed"),
+            partial(ledger.complete_run, run_id),
         )
-        assert completed == "ok"
         state_id = ledger.state_id(run_id=run_id, token_id=f"t{i}", node_id="n")
         if opened == "ok":
-            opened_at = last_position_of(ledger, state_id, NodeState.StateOpened)
-            closed_at = last_position_of(ledger, run_id, Run.RunCompleted)
-            assert opened_at is not None and closed_at is not None and opened_at < closed_at
+            assert isinstance(completed, RunNotSettled), completed
+            assert last_position_of(ledger, state_id, NodeState.StateOpened) is not None
+            assert last_position_of(ledger, run_id, Run.RunCompleted) is None
         else:
             assert isinstance(opened, RunClosed), opened
+            assert completed == "ok"
             assert not ledger.app.has_events(UUID(state_id))
             refused += 1
     print(f"open_state refused in {refused} of {ROUNDS} rounds")
@@ -269,14 +269,14 @@ def test_begin_operation_and_create_batch_racing_complete_run_in_threads(ledger:
             else partial(ledger.create_batch, run_id, "agg", batch_id=made_id)
         )
         first = Operation.OperationStarted if i % 2 else Batch.BatchCreated
-        made, completed = race(make, partial(ledger.complete_run, run_id, "failed"))
-        assert completed == "ok"
+        made, completed = race(make, partial(ledger.complete_run, run_id))
         if made == "ok":
-            made_at = last_position_of(ledger, made_id, first)
-            closed_at = last_position_of(ledger, run_id, Run.RunCompleted)
-            assert made_at is not None and closed_at is not None and made_at < closed_at
+            assert isinstance(completed, RunNotSettled), completed
+            assert last_position_of(ledger, made_id, first) is not None
+            assert last_position_of(ledger, run_id, Run.RunCompleted) is None
         else:
             assert isinstance(made, RunClosed), made
+            assert completed == "ok"
             assert not ledger.app.has_events(made_id)
 
 
@@ -296,9 +296,24 @@ def _open_states(url: str, runs: list[str], gate: Any, out: Any) -> None:
 
 def _complete_runs(url: str, runs: list[str], gate: Any, out: Any) -> None:
     with Ledger.open(url) as ledger:
-        for run_id in runs:
+        for i, run_id in enumerate(runs):
             gate.wait()
-            ledger.complete_run(run_id, "failed")
+            try:
+                ledger.complete_run(run_id)
+                out.put((-1 - i, "ok"))
+            except LedgerError as error:
+                out.put((-1 - i, type(error).__name__))
+
+
+def _create_batches(url: str, runs: list[str], gate: Any, out: Any) -> None:
+    with Ledger.open(url) as ledger:
+        for i, run_id in enumerate(runs):
+            gate.wait()
+            try:
+                ledger.create_batch(run_id, "agg", batch_id=str(UUID(int=i + 1)))
+                out.put((i, "ok"))
+            except LedgerError as error:
+                out.put((i, type(error).__name__))
 
 
 def _link_batches(url: str, pairs: list[tuple[str, str]], gate: Any, out: Any) -> None:
@@ -319,13 +334,17 @@ def _complete_states(url: str, pairs: list[tuple[str, str]], gate: Any, out: Any
             ledger.complete_state(state)
 
 
-def in_two_processes(url: str, work: list[Any], rounds: list[Any]) -> dict[int, str]:
+def in_two_processes(
+    url: str, work: list[Any], rounds: list[Any], *, answers: int = 1
+) -> dict[int, str]:
+    """Each round's outcomes by key (i for the first worker; -1 - i for the second's, when
+    both answer: `answers=2`)."""
     context = multiprocessing.get_context("spawn")
     gate, out = context.Barrier(2), context.Queue()
     processes = [context.Process(target=w, args=(url, rounds, gate, out)) for w in work]
     for process in processes:
         process.start()
-    results = dict(out.get(timeout=120) for _ in rounds)
+    results = dict(out.get(timeout=120) for _ in range(len(rounds) * answers))
     for process in processes:
         process.join(60)
         assert process.exitcode == 0
@@ -342,17 +361,30 @@ def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_open_state_racing_complete_run_in_processes(shared_url: str) -> None:
     with Ledger.open(shared_url) as ledger:
         runs = [ledger.begin_run() for _ in range(PROCESS_ROUNDS)]
-    results = in_two_processes(shared_url, [_open_states, _complete_runs], runs)
+    results = in_two_processes(shared_url, [_open_states, _complete_runs], runs, answers=2)
     with Ledger.open(shared_url) as ledger:
         for i, run_id in enumerate(runs):
             state_id = ledger.state_id(run_id=run_id, token_id=f"t{i}", node_id="n")
             if results[i] == "ok":
-                opened_at = last_position_of(ledger, state_id, NodeState.StateOpened)
-                closed_at = last_position_of(ledger, run_id, Run.RunCompleted)
-                assert opened_at is not None and closed_at is not None and opened_at < closed_at
+                assert results[-1 - i] == "RunNotSettled"
+                assert last_position_of(ledger, run_id, Run.RunCompleted) is None
             else:
-                assert results[i] == "RunClosed"
+                assert (results[i], results[-1 - i]) == ("RunClosed", "ok")
                 assert not ledger.app.has_events(UUID(state_id))
+
+
+def test_create_batch_racing_complete_run_in_processes(shared_url: str) -> None:
+    with Ledger.open(shared_url) as ledger:
+        runs = [ledger.begin_run() for _ in range(PROCESS_ROUNDS)]
+    results = in_two_processes(shared_url, [_create_batches, _complete_runs], runs, answers=2)
+    with Ledger.open(shared_url) as ledger:
+        for i, run_id in enumerate(runs):
+            if results[i] == "ok":
+                assert results[-1 - i] == "RunNotSettled"
+                assert last_position_of(ledger, run_id, Run.RunCompleted) is None
+            else:
+                assert (results[i], results[-1 - i]) == ("RunClosed", "ok")
+                assert not ledger.app.has_events(UUID(int=i + 1))
 
 
 def test_link_batch_racing_complete_state_in_processes(shared_url: str) -> None:

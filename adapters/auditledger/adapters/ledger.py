@@ -27,6 +27,7 @@ from auditledger.adapters.calls.transports import AuditedTransport
 from auditledger.adapters.landscape.service import LandscapeService
 from auditledger.adapters.storage.canonical import Payload, canonical_text, checked_attachments
 from auditledger.adapters.storage.event_store import LedgerApplication
+from auditledger.adapters.storage.guards import LogGuard
 from auditledger.adapters.storage.stores import Stores
 from auditledger.adapters.tamper.erasure import Eraser, ErasureResult
 from auditledger.adapters.tamper.merkle_proofs import InclusionProof, prove
@@ -138,15 +139,25 @@ class Ledger:
     def complete_run(self, run_id: str | UUID, status: str = "completed") -> None:
         """End a run. "completed" is refused (RunNotSettled) while any of its states or
         operations is open or pending or any batch draft or executing: the landscape is caught
-        up and asked inside the Run's command, so a conflicting write on the Run re-asks it."""
+        up and asked inside the Run's command, so a conflicting write on the Run re-asks it,
+        and the write carries a log guard: if a state, operation or batch of the run was
+        opened after the position the landscape was asked at, nothing is written and the
+        command runs again (and then refuses with RunNotSettled)."""
+        asked: list[tuple[UUID, int]] = []
 
         def complete(run: Run) -> None:
             unsettled = None
+            asked.clear()
             if run.needs_settlement(status):
-                unsettled = Unsettled(*self.landscape_service.unsettled(str(run.id)))
+                position, count, ids = self.landscape_service.unsettled_at(str(run.id))
+                asked.append((run.id, position))
+                unsettled = Unsettled(count, ids)
             run.complete(status, unsettled)
 
-        self.writes.change(Run, run_id, complete)
+        def guards() -> list[LogGuard]:
+            return [self.writes.opened_since(run, position) for run, position in asked]
+
+        self.writes.change(Run, run_id, complete, guards=guards)
 
     def resume_run(self, run_id: str | UUID) -> None:
         self.writes.change(Run, run_id, lambda run: run.resume())

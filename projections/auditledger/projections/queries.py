@@ -32,6 +32,7 @@ from auditledger.domain.lifecycle import BatchStatus, Status
 
 from . import tables
 from .invariants import broken
+from .runner import read_position
 from .schema import Landscape, chunked
 
 # digest -> its PayloadStatus (present, purged or missing) for each payload ref asked, in one go
@@ -418,6 +419,14 @@ def unsettled(conn: Connection, run_id: str) -> tuple[int, tuple[str, ...]]:
         select(parts.c.id).order_by(parts.c.kind, parts.c.id).limit(UNSETTLED_SHOWN)
     ).scalars()
     return count, tuple(str(i) for i in shown)
+
+
+def unsettled_at(conn: Connection, run_id: str) -> tuple[int, int, tuple[str, ...]]:
+    """The landscape's position and what `unsettled` says there, read in one transaction
+    (the position is what complete_run's log guard starts after)."""
+    position = read_position(conn, Landscape.live())
+    count, ids = unsettled(conn, run_id)
+    return position, count, ids
 
 
 def run_rows(conn: Connection, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -188,6 +188,14 @@ class LandscapeService:
         with land.lock, self._landscape_errors(), land.engine.connect() as conn:
             return queries.unsettled(conn, str(run_id))
 
+    def unsettled_at(self, run_id: str) -> tuple[int, int, tuple[str, ...]]:
+        """After catching up: the landscape's position and, as of it, `unsettled`'s count
+        and ids (complete_run guards its write with "nothing opened for the run since")."""
+        self.catch_up()
+        land = self._landscape()
+        with land.lock, self._landscape_errors(), land.engine.connect() as conn:
+            return queries.unsettled_at(conn, str(run_id))
+
     def export_rows(self, run_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every landscape row of a run as (table, row), after catching up."""
         self.catch_up()

@@ -26,3 +26,29 @@ class ReadGuard:
             f"aggregate {self.aggregate_id} recorded one of {list(self.closing_topics)} "
             f"after version {self.version}, which a command in this write relied on"
         )
+
+
+@dataclass(frozen=True)
+class LogGuard:
+    """A read of the landscape a command relied on: "no event recorded after log position
+    `after` has one of these topics and names this aggregate" (complete_run: no state,
+    operation or batch of the run opened since the landscape it asked was caught up).
+
+    `needle` is the exact bytes a matching event's stored state holds (the transcoder's
+    `"run_id":{...}` for the aggregate's id); `aggregate_id` and `version` name an event that
+    exists (the PostgreSQL recorder refuses the transaction by inserting it again)."""
+
+    aggregate_id: UUID
+    version: int
+    after: int
+    opening_topics: tuple[str, ...]
+    needle: bytes
+
+    def refusal(self) -> str:
+        return (
+            f"an event of {list(self.opening_topics)} naming {self.aggregate_id} was recorded "
+            f"after log position {self.after}, which a command in this write relied on"
+        )
+
+
+Guard = ReadGuard | LogGuard

@@ -28,7 +28,9 @@ Read guards (guards.py) are checked after the inserts, under the table lock (so 
 earlier writer has committed and no later one can), in the same pipeline: a guard that
 fails tries to insert the read aggregate's next version, which exists, so the unique
 (originator_id, originator_version) refuses the whole transaction with the IntegrityError
-a version conflict gets, and the write stays one round trip.
+a version conflict gets, and the write stays one round trip. A log guard that fails (an
+event of its topics naming its aggregate after its position) inserts an event of that
+aggregate that exists (its guard names one) to the same effect.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from auditledger.adapters.storage.canonical import Payload
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard, LogGuard
 from auditledger.domain.errors import LockTimeout
 from auditledger.projections.schema import SCHEMA_LOCK
 
@@ -123,6 +125,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "FROM {schema}.{table} WHERE originator_id = %s::uuid "
             "AND originator_version > %s::bigint AND topic = ANY(%s::text[]))"
         ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        self._check_log_guard = SQL(
+            "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
+            "SELECT %s::uuid, %s::bigint, '', ''::bytea WHERE EXISTS (SELECT 1 "
+            "FROM {schema}.{table} WHERE notification_id > %s::bigint "
+            "AND topic = ANY(%s::text[]) AND position(%s::bytea in state) > 0)"
+        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
 
     select_events = _lock_timeout_is_final(
         PostgresApplicationRecorder.select_events, "reading the event log"
@@ -139,7 +147,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self,
         stored_events: Sequence[StoredEvent],
         *,
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         if self.datastore.enable_db_functions or not stored_events:
@@ -160,7 +168,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self,
         conn: Connection[DictRow],
         stored_events: Sequence[StoredEvent],
-        guards: Sequence[ReadGuard],
+        guards: Sequence[Guard],
         **kwargs: Any,
     ) -> Sequence[int] | None:
         failure: BaseException | None = None
@@ -185,7 +193,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self,
         conn: Connection[DictRow],
         stored_events: Sequence[StoredEvent],
-        guards: Sequence[ReadGuard],
+        guards: Sequence[Guard],
         **kwargs: Any,
     ) -> Sequence[int] | None:
         with conn.transaction(), conn.cursor() as curs:
@@ -195,10 +203,23 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             self._check_guards(curs, guards)
             return ids
 
-    def _check_guards(self, curs: Cursor[DictRow], guards: Sequence[ReadGuard]) -> None:
+    def _check_guards(self, curs: Cursor[DictRow], guards: Sequence[Guard]) -> None:
         """Under the table lock: a guard whose aggregate has closed since it was read inserts
         that aggregate's next version, which exists, so the whole transaction is refused."""
         for guard in guards:
+            if isinstance(guard, LogGuard):
+                curs.execute(
+                    self._check_log_guard,
+                    (
+                        guard.aggregate_id,
+                        guard.version,
+                        guard.after,
+                        list(guard.opening_topics),
+                        guard.needle,
+                    ),
+                    prepare=True,
+                )
+                continue
             curs.execute(
                 self._check_guard,
                 (

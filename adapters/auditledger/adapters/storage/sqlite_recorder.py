@@ -12,7 +12,7 @@ A write goes only to the log file that was opened: its (device, inode) is pinned
 looked at before each write transaction (one stat), so a log deleted or replaced under an
 open ledger refuses writes with LogReplaced instead of writing into a file nobody will see.
 
-Read guards (guards.py) are checked after the inserts: the write lock is held by then, so no
+Read and log guards (guards.py) are checked after the inserts: the write lock is held by then, so no
 other writer can record anything between the check and the commit.
 """
 
@@ -27,7 +27,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 
 from auditledger.adapters.storage.canonical import Payload
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard, LogGuard, ReadGuard
 from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_rows
 from auditledger.domain.errors import LogReplaced
 
@@ -53,7 +53,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         *,
         payloads: Sequence[Payload] = (),
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
         **kwargs: Any,
     ) -> Sequence[int] | None:
         if payloads and not self.holds_payloads:
@@ -64,8 +64,21 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 c.executemany(SQLITE_UPSERT, sqlite_payload_rows(payloads))
             ids = self._insert_events(c, stored_events, **kwargs)
             for guard in guards:
-                self._check(c, guard)
+                if isinstance(guard, LogGuard):
+                    self._check_log(c, guard)
+                else:
+                    self._check(c, guard)
             return ids
+
+    def _check_log(self, c: SQLiteCursor, guard: LogGuard) -> None:
+        topics = guard.opening_topics
+        c.execute(
+            f"SELECT 1 FROM {self.events_table_name} WHERE rowid > ? "
+            f"AND topic IN ({','.join('?' * len(topics))}) AND instr(state, ?) > 0 LIMIT 1",
+            (guard.after, *topics, guard.needle),
+        )
+        if c.fetchone() is not None:
+            raise IntegrityError(guard.refusal())
 
     def _check(self, c: SQLiteCursor, guard: ReadGuard) -> None:
         topics = guard.closing_topics

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from auditledger.adapters.storage.canonical import Payload
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard
 
-Write = Callable[[Sequence[StoredEvent], Sequence[Payload], Sequence[ReadGuard]], None]
+Write = Callable[[Sequence[StoredEvent], Sequence[Payload], Sequence[Guard]], None]
 
 
 @dataclass(eq=False)
 class _Pending:
     stored: Sequence[StoredEvent]
     payloads: Sequence[Payload]
-    guards: Sequence[ReadGuard] = ()
+    guards: Sequence[Guard] = ()
     done: bool = False
     error: BaseException | None = None
 
@@ -54,7 +54,7 @@ class GroupCommitter:
         self,
         stored: Sequence[StoredEvent],
         payloads: Sequence[Payload],
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
     ) -> None:
         pending = _Pending(stored, payloads, guards)
         with self._cond:

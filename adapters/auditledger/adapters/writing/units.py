@@ -38,7 +38,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from auditledger.adapters.storage.canonical import Payload
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard
 from auditledger.adapters.writing.locks import LockOwner
 from auditledger.domain.errors import LedgerError
 
@@ -64,13 +64,13 @@ class UnitOfWork:
         self.payloads: list[Payload] = []
         self.created: dict[UUID, Callable[[], LedgerError]] = {}
         self.reads: dict[UUID, Aggregate] = {}
-        self.guards: dict[UUID, ReadGuard] = {}
+        self.guards: dict[tuple[type, UUID], Guard] = {}  # one guard of each kind per aggregate
         self.rechecks: list[Callable[[], object]] = []
 
-    def rely_on(self, guards: Sequence[ReadGuard], recheck: Callable[[], object] | None) -> None:
+    def rely_on(self, guards: Sequence[Guard], recheck: Callable[[], object] | None) -> None:
         """A command's checks of aggregates it read: guarded at commit, re-run if refused."""
         for guard in guards:
-            self.guards.setdefault(guard.aggregate_id, guard)
+            self.guards.setdefault((type(guard), guard.aggregate_id), guard)
         if guards and recheck is not None:
             self.rechecks.append(recheck)
 

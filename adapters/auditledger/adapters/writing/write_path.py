@@ -8,7 +8,8 @@ thread are collected and committed together. A typed LedgerError means nothing w
 A command that checks one aggregate and writes another (`create_checked`, `change_checked`)
 commits with a read guard on what it checked (storage/guards.py): if that aggregate was
 closed in between, the store refuses the write and the command runs again on the store as
-it now is, so it gets the typed error it would have got had it come second.
+it now is, so it gets the typed error it would have got had it come second. A command that
+checked the landscape (complete_run) passes `change` a log guard (`opened_since`) the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEv
 from eventsourcing.utils import get_topic
 
 from auditledger.adapters.storage.canonical import Payload
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard, LogGuard, ReadGuard
 from auditledger.adapters.storage.stores import Stores
 from auditledger.adapters.writing.cache import AggregateCache
 from auditledger.adapters.writing.group_commit import GroupCommitter
@@ -71,6 +72,15 @@ CLOSING: dict[type[Aggregate], tuple[str, ...]] = {
     NodeState: (get_topic(NodeState.StateCompleted), get_topic(NodeState.StateFailed)),
     Operation: (get_topic(Operation.OperationCompleted), get_topic(Operation.OperationFailed)),
 }
+
+# The events that open something of a run (a state, an operation, a batch or its retry):
+# complete_run's log guard refuses its write if one naming the run came after what it read.
+OPENING_RUN_CHILD: tuple[str, ...] = (
+    get_topic(NodeState.StateOpened),
+    get_topic(Operation.OperationStarted),
+    get_topic(Batch.BatchCreated),
+    get_topic(Batch.BatchRetried),
+)
 
 
 @lru_cache(maxsize=4096)
@@ -172,7 +182,7 @@ class WritePath:
         payloads: Iterable[Payload],
         *,
         on_duplicate: Callable[[], LedgerError],
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
         recheck: Callable[[], object] | None = None,
     ) -> None:
         """Commit a new aggregate; StaleRead when a guard failed (nothing written)."""
@@ -250,6 +260,13 @@ class WritePath:
             return []  # the unit writes it: its own versions conflict with any other writer
         return [ReadGuard(seen.id, seen.version, CLOSING[type(seen)])]
 
+    def opened_since(self, run_id: UUID, position: int) -> LogGuard:
+        """A log guard: nothing of the run opened after this log position (complete_run's
+        read of the landscape, caught up to it). The needle is the run id as the transcoder
+        writes it in those events' state; the run's first event is the one that exists."""
+        needle = self.app.mapper.transcoder.encode({"run_id": run_id})[1:-1]
+        return LogGuard(run_id, 1, position, OPENING_RUN_CHILD, needle)
+
     @staticmethod
     def _back_off(attempt: int) -> None:
         time.sleep(random.uniform(0, min(0.05, 0.001 * 2 ** min(attempt, 6))))
@@ -262,7 +279,7 @@ class WritePath:
         *,
         payloads: Sequence[Payload] = (),
         companions: Callable[[A], list[Aggregate]] | None = None,
-        guards: Callable[[], list[ReadGuard]] | None = None,
+        guards: Callable[[], Sequence[Guard]] | None = None,
     ) -> R:
         aggregate_id = self.parse_id(cls, raw_id)
         unit = self._unit()
@@ -278,7 +295,7 @@ class WritePath:
         command: Callable[[A], R],
         payloads: Sequence[Payload],
         companions: Callable[[A], list[Aggregate]] | None,
-        guards: Callable[[], list[ReadGuard]] | None,
+        guards: Callable[[], Sequence[Guard]] | None,
     ) -> R:
         fresh = False
         for attempt in range(self.MAX_TRIES):
@@ -342,7 +359,7 @@ class WritePath:
         self,
         stored: Sequence[StoredEvent],
         payloads: Sequence[Payload],
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
     ) -> None:
         if self._group is not None:
             self._group.submit(stored, payloads, guards)
@@ -353,7 +370,7 @@ class WritePath:
         self,
         aggregates: Sequence[Aggregate],
         payloads: Sequence[Payload],
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
     ) -> None:
         self._write(self.writer.collect(aggregates), payloads, guards)
 
@@ -370,7 +387,11 @@ class WritePath:
                 for recheck in unit.rechecks:
                     recheck()  # a check that no longer holds raises its command's own error
                 raise UnitConflict(
-                    [*unit.changed, *unit.guards],
+                    list(
+                        dict.fromkeys(
+                            [*unit.changed, *(g.aggregate_id for g in unit.guards.values())]
+                        )
+                    ),
                     "another writer committed to one of them first",
                 ) from None
             except PersistenceError as error:
@@ -406,7 +427,7 @@ class WritePath:
         command: Callable[[A], R],
         payloads: Sequence[Payload],
         companions: Callable[[A], list[Aggregate]] | None,
-        guards: Callable[[], list[ReadGuard]] | None,
+        guards: Callable[[], Sequence[Guard]] | None,
     ) -> R:
         for _ in range(2):
             aggregate = self._unit_aggregate(unit, cls, aggregate_id)

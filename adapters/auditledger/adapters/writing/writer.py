@@ -21,7 +21,7 @@ from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEv
 
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.event_store import LedgerApplication
-from auditledger.adapters.storage.guards import ReadGuard
+from auditledger.adapters.storage.guards import Guard
 from auditledger.adapters.storage.payloads import PayloadStore
 from auditledger.domain.errors import StoreError
 
@@ -47,7 +47,7 @@ class EventWriter:
         self,
         stored: Sequence[StoredEvent],
         payloads: Sequence[Payload],
-        guards: Sequence[ReadGuard] = (),
+        guards: Sequence[Guard] = (),
     ) -> None:
         """Commits; IntegrityError when another writer got to a version first or a guard
         failed (nothing written), StoreError when the store fails otherwise (locked,
@@ -87,7 +87,7 @@ class EventWriter:
         self,
         stored: Sequence[StoredEvent],
         payloads: Sequence[Payload],
-        guards: Sequence[ReadGuard],
+        guards: Sequence[Guard],
     ) -> None:
         if not stored:
             self.payloads.put_many(payloads)
