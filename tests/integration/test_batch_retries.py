@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -148,10 +149,16 @@ def test_retrying_again_with_the_same_members_returns_the_same_retry_and_writes_
     assert f.batch_id in message and retry_id in message
 
 
-def test_another_ledger_on_the_same_store_meets_the_same_retry(store_url: str) -> None:
-    if store_url == "memory://":
-        pytest.skip("a memory store is private to its ledger")
-    with Ledger.open(store_url) as first, Ledger.open(store_url) as second:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """A store two ledgers can open at once (a memory store is private to its ledger)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_another_ledger_on_the_same_store_meets_the_same_retry(shared_url: str) -> None:
+    with Ledger.open(shared_url) as first, Ledger.open(shared_url) as second:
         f = failed_batch(first)
         retry_id = first.retry_batch(f.batch_id, members=["t-0"])
         assert second.retry_batch(f.batch_id, members=["t-0"]) == retry_id
