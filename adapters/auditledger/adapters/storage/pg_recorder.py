@@ -47,7 +47,7 @@ from psycopg import Connection, Cursor
 from psycopg.errors import LockNotAvailable
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.guards import Guard, LogGuard
@@ -113,24 +113,30 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if datastore.lock_timeout and isinstance(connect_kwargs, dict):
             connect_kwargs["options"] = f"-c lock_timeout={datastore.lock_timeout}s"
         super().__init__(datastore, **kwargs)
-        self._insert_binary = SQL(
+        self._insert_binary = self._on_events_table(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT * FROM unnest(string_to_array(%s, ',')::uuid[], "
             "string_to_array(%s, ',')::bigint[], %b::text[], %b::bytea[]) "
             "RETURNING notification_id"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        self._check_guard = SQL(
+        )
+        self._check_guard = self._on_events_table(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT %s::uuid, %s::bigint + 1, '', ''::bytea WHERE EXISTS (SELECT 1 "
             "FROM {schema}.{table} WHERE originator_id = %s::uuid "
             "AND originator_version > %s::bigint AND topic = ANY(%s::text[]))"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
-        self._check_log_guard = SQL(
+        )
+        self._check_log_guard = self._on_events_table(
             "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state) "
             "SELECT %s::uuid, %s::bigint, '', ''::bytea WHERE EXISTS (SELECT 1 "
             "FROM {schema}.{table} WHERE notification_id > %s::bigint "
             "AND topic = ANY(%s::text[]) AND position(%s::bytea in state) > 0)"
-        ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name))
+        )
+
+    def _on_events_table(self, statement: str) -> Composed:
+        """A statement naming the events table as {schema}.{table}, quoted once here."""
+        return SQL(statement).format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.events_table_name)
+        )
 
     select_events = _lock_timeout_is_final(
         PostgresApplicationRecorder.select_events, "reading the event log"
