@@ -22,6 +22,8 @@ from auditledger.adapters.calls.batch_runner import (
     BatchOutcome,
     BatchPending,
     BatchSettlement,
+    create_options,
+    upload_options,
 )
 from auditledger.adapters.calls.exchange import CallSink, error_json, redaction_set
 from auditledger.adapters.calls.llm_summary import summarise_exchange
@@ -96,23 +98,16 @@ class AsyncOpenAIBatchRunner:
             uploaded = await self._step(
                 sink,
                 step,
-                lambda: client.files.create(
-                    file=(f"{batch.id}.jsonl", jsonl, "application/jsonl"),
-                    purpose="batch",
-                    extra_headers={
-                        "Content-Type": f"multipart/form-data; boundary=auditledger-{digest[:32]}"
-                    },
-                ),
+                lambda: client.files.create(**upload_options(str(batch.id), jsonl, digest)),
             )
             step = "batches.create"
             created = await self._step(
                 sink,
                 step,
                 lambda: client.batches.create(
-                    input_file_id=uploaded.id,
-                    endpoint=self.endpoint,  # type: ignore[arg-type]
-                    completion_window=self.completion_window,  # type: ignore[arg-type]
-                    metadata={"auditledger_batch_id": str(batch.id)},
+                    **create_options(
+                        str(batch.id), uploaded.id, self.endpoint, self.completion_window
+                    )
                 ),
             )
         except Exception as failure:

@@ -46,6 +46,28 @@ RUNNING = frozenset({"validating", "in_progress", "finalizing", "cancelling"})
 CALL_TYPE = "llm_batch"
 
 
+def upload_options(batch_id: str, jsonl: bytes, digest: str) -> dict[str, Any]:
+    """files.create's arguments for a batch's JSONL: a fixed multipart boundary, so the
+    recorded request hashes the same on every run."""
+    return {
+        "file": (f"{batch_id}.jsonl", jsonl, "application/jsonl"),
+        "purpose": "batch",
+        "extra_headers": {
+            "Content-Type": f"multipart/form-data; boundary=auditledger-{digest[:32]}"
+        },
+    }
+
+
+def create_options(batch_id: str, file_id: str, endpoint: str, window: str) -> dict[str, Any]:
+    """batches.create's arguments; the metadata names our batch."""
+    return {
+        "input_file_id": file_id,
+        "endpoint": endpoint,
+        "completion_window": window,
+        "metadata": {"auditledger_batch_id": batch_id},
+    }
+
+
 def custom_id_for(batch_id: str, ordinal: int) -> str:
     return f"{batch_id}:{ordinal}"
 
@@ -154,23 +176,16 @@ class OpenAIBatchRunner:
             uploaded = self._step(
                 sink,
                 step,
-                lambda: client.files.create(
-                    file=(f"{batch.id}.jsonl", jsonl, "application/jsonl"),
-                    purpose="batch",
-                    extra_headers={
-                        "Content-Type": f"multipart/form-data; boundary=auditledger-{digest[:32]}"
-                    },
-                ),
+                lambda: client.files.create(**upload_options(str(batch.id), jsonl, digest)),
             )
             step = "batches.create"
             created = self._step(
                 sink,
                 step,
                 lambda: client.batches.create(
-                    input_file_id=uploaded.id,
-                    endpoint=self.endpoint,  # type: ignore[arg-type]
-                    completion_window=self.completion_window,  # type: ignore[arg-type]
-                    metadata={"auditledger_batch_id": str(batch.id)},
+                    **create_options(
+                        str(batch.id), uploaded.id, self.endpoint, self.completion_window
+                    )
                 ),
             )
         except Exception as failure:
