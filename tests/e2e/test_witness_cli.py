@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +219,114 @@ def test_a_json_checkpoint_file_with_a_leading_blank_line_is_still_json(tmp_path
     checked = run("verify-chain", "--store", store, "--checkpoint", str(heads))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "checkpoints: 1 of 1 matched" in checked.stdout
+
+
+def vkey_of(pem: Path, name: str) -> str:
+    from auditledger.adapters.tamper.notes import NoteKey
+    from auditledger.adapters.tamper.signing import Key
+
+    return NoteKey.of(name, Key.from_file(pem)).vkey
+
+
+def witness_with_log_key(
+    store: str, state: Path, key: Path, note: Path, *log_keys: str
+) -> subprocess.CompletedProcess[str]:
+    flags = [arg for log_key in log_keys for arg in ("--log-key", log_key)]
+    return run("witness", "--store", store, "--state", str(state), "--key", str(key), *flags,
+               str(note))  # fmt: skip
+
+
+def test_a_witness_given_the_log_key_cosigns_what_the_log_signed_as_cosignature_v1(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    store = demo_store(tmp_path / "audit")
+    note = note_of(store, tmp_path / "head.note", keys["log"][0])
+    log_vkey = vkey_of(keys["log"][0], "log")
+    done = witness_with_log_key(store, tmp_path / "state", keys["w1"][0], note, log_vkey)
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr
+    signature = SignedNote.parse(note.read_text(encoding="utf-8"), "n").signatures[-1]
+    vkey = (tmp_path / "state" / "vkey").read_text(encoding="utf-8").strip()
+    public = base64.b64decode(vkey.split("+", 2)[2])
+    assert public[:1] == b"\x04"  # a cosignature/v1 verifier key
+    assert signature.key_id == hashlib.sha256(b"w1\n" + public).digest()[:4]
+    assert abs(int.from_bytes(signature.signature[:8], "big") - time.time()) < 120
+    checked = run("verify-chain", "--store", store, "--checkpoint", str(note),
+                  "--witness-key", vkey, "--witness-key", log_vkey, "--quorum", "2")  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    from_file = tmp_path / "log.vkey"
+    from_file.write_text(log_vkey + "\n", encoding="utf-8")
+    again = witness_with_log_key(store, tmp_path / "state", keys["w2"][0], note, str(from_file))
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.parametrize("damage", ["unsigned by the log", "log signature flipped"])
+def test_a_witness_given_the_log_key_refuses_a_note_the_log_did_not_sign(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]], damage: str
+) -> None:
+    store = demo_store(tmp_path / "audit")
+    if damage == "unsigned by the log":  # signed by another key under the log's name
+        note = note_of(store, tmp_path / "head.note", keys["w2"][0])
+    else:
+        note = note_of(store, tmp_path / "head.note", keys["log"][0])
+        lines = note.read_text(encoding="utf-8").split("\n")
+        lines[-2] = lines[-2][:-6] + ("A" if lines[-2][-6] != "A" else "B") + lines[-2][-5:]
+        note.write_text("\n".join(lines), encoding="utf-8")
+    before = note.read_bytes()
+    state = tmp_path / "state"
+    refused = witness_with_log_key(store, state, keys["w1"][0], note, str(keys["log"][1]))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "no valid signature by the log key log+" in refused.stderr
+    assert note.read_bytes() == before
+    assert not state.exists() or not any(state.iterdir())  # nothing recorded, no vkey
+
+
+def test_a_witness_without_the_log_key_warns_that_it_does_not_check_the_log(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    store = demo_store(tmp_path / "audit")
+    note = note_of(store, tmp_path / "head.note", keys["w2"][0])  # not the log's key
+    done = run("witness", "--store", store, "--state", str(tmp_path / "state"),
+               "--key", str(keys["w1"][0]), str(note))  # fmt: skip
+    assert done.returncode == 0
+    assert "no --log-key" in done.stderr and "NOT checked" in done.stderr
+
+
+def test_a_witness_can_still_make_plain_ed25519_signatures_and_verify_reads_both(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    store = demo_store(tmp_path / "audit")
+    note = note_of(store, tmp_path / "head.note", keys["log"][0])
+    plain = run("witness", "--store", store, "--state", str(tmp_path / "s1"), "--key",
+                str(keys["w1"][0]), "--signature-type", "ed25519", str(note))  # fmt: skip
+    assert plain.returncode == 0, plain.stderr
+    vkey_w1 = (tmp_path / "s1" / "vkey").read_text(encoding="utf-8").strip()
+    assert base64.b64decode(vkey_w1.split("+", 2)[2])[:1] == b"\x01"
+    assert run("witness", "--store", store, "--state", str(tmp_path / "s2"), "--key",
+               str(keys["w2"][0]), str(note)).returncode == 0  # fmt: skip
+    vkey_w2 = (tmp_path / "s2" / "vkey").read_text(encoding="utf-8").strip()
+    checked = run("verify", "--store", store, "--checkpoint", str(note), "--witness-key",
+                  vkey_w1, "--witness-key", vkey_w2, "--quorum", "2")  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    bad = run("witness", "--store", store, "--state", str(tmp_path / "s3"), "--key",
+              str(keys["w1"][0]), "--signature-type", "rsa", str(note))  # fmt: skip
+    assert bad.returncode == 2 and "cosignature/v1, ed25519" in bad.stderr
+
+
+def test_verify_refuses_a_note_whose_trusted_cosignature_is_dated_in_the_future(
+    tmp_path: Path, keys: dict[str, tuple[Path, Path]]
+) -> None:
+    from auditledger.adapters.tamper.notes import COSIGNATURE_V1, NoteKey
+    from auditledger.adapters.tamper.signing import Key
+
+    store = demo_store(tmp_path / "audit")
+    note = note_of(store, tmp_path / "head.note", keys["log"][0])
+    witness = NoteKey.of("w1", Key.from_file(keys["w1"][0]), COSIGNATURE_V1)
+    future = SignedNote.parse(note.read_text(encoding="utf-8"), "n").cosigned(
+        witness, now=int(time.time()) + 3600
+    )
+    note.write_text(future.render(), encoding="utf-8")
+    checked = run("verify-chain", "--store", store, "--checkpoint", str(note),
+                  "--witness-key", witness.vkey)  # fmt: skip
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "REFUSED" in checked.stdout and "in the future" in checked.stdout

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from tests.support.chain_support import Token, record_history
@@ -75,8 +76,6 @@ def bundle(store: str, tmp_path: Path) -> Path:
 
 def run_of(url: str) -> str:
     with Ledger.open(url) as ledger, ledger.landscape_engine.connect() as conn:
-        from sqlalchemy import text
-
         return str(
             conn.execute(text("SELECT run_id FROM runs ORDER BY started_at, run_id")).first()[0]
         )
@@ -201,3 +200,25 @@ def test_a_payload_removed_with_its_manifest_entries_is_named(bundle: Path) -> N
     code, out = verify(bundle)
     assert code == 1
     assert f"payload {digest}: named by the events, neither in the bundle nor absent" in out
+
+
+def test_a_payload_the_store_lost_before_export_is_named_missing_not_erased(
+    store: str, tmp_path: Path
+) -> None:
+    from auditledger.adapters.tamper.raw_log import RawLog
+
+    with Ledger.open(store) as ledger:
+        ledger.catch_up()
+    run = run_of(store)
+    export(store, run, tmp_path / "whole")
+    manifest = json.loads((tmp_path / "whole" / "manifest.json").read_text())
+    digest = manifest["payloads"]["included"][0]
+    with RawLog.open(store) as log, log.payloads_engine.begin() as conn:
+        conn.execute(text("DELETE FROM payloads WHERE hash = :h"), {"h": digest})
+    export(store, run, tmp_path / "lost")
+    listed = json.loads((tmp_path / "lost" / "manifest.json").read_text())["payloads"]
+    assert (listed["missing"], listed["erased"], listed["purged"]) == ([digest], [], [])
+    code, out = verify(tmp_path / "lost")
+    assert code == 1
+    assert f"payload {digest}: missing from the store at export" in out
+    assert "(0 erased, 0 purged, 1 missing)" in out

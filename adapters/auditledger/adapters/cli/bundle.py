@@ -65,7 +65,7 @@ def verify_bundle_command(
     report = verify_bundle(directory, key)
     console.print(
         f"bundle {directory}: {report.events} events, {report.rows} rows, "
-        f"{report.payloads} payloads; signature {report.signature}",
+        f"{report.payloads} payloads{_absent(report.absent)}; signature {report.signature}",
         highlight=False,
         soft_wrap=True,
     )
@@ -74,3 +74,10 @@ def verify_bundle_command(
     if not report.ok:
         raise typer.Exit(1)
     console.print("[green]OK[/]: every check holds", highlight=False)
+
+
+def _absent(counts: dict[str, int]) -> str:
+    """' (2 erased, 0 purged, 0 missing)' when the manifest says why payloads are absent."""
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{n} {why}" for why, n in counts.items()) + ")"

@@ -22,6 +22,7 @@ from auditledger.adapters.tamper.bundle_verify import (
     ROWS_DIR,
     SIGNATURE,
     TABLE_KEYS,
+    WHY,
     row_line,
     sign_manifest,
 )
@@ -30,6 +31,7 @@ from auditledger.adapters.tamper.merkle_proofs import Prover
 from auditledger.adapters.tamper.raw_log import RawEvent, RawLog, as_bytes
 from auditledger.adapters.tamper.signing import Key, checkpoint_of
 from auditledger.domain.call_key import call_key_id
+from auditledger.domain.payload_status import PayloadStatus, without_bytes
 
 _CHUNK = 500
 
@@ -131,7 +133,7 @@ def write_bundle(
         files[f"{ROWS_DIR}/{table}.jsonl"] = _write(
             directory / ROWS_DIR / f"{table}.jsonl", table_lines
         )
-    included, absent = _payloads(log, events, directory, files) if with_payloads else ([], [])
+    included, absent = _payloads(log, events, directory, files) if with_payloads else ([], {})
     manifest = {
         "format": BUNDLE_FORMAT,
         "run_id": run_id,
@@ -140,7 +142,12 @@ def write_bundle(
         "checkpoint": json.loads(checkpoint_of(head, key).to_json()),
         "events": {"file": EVENTS, "count": len(events), "positions": [e.position for e in events]},
         "row_counts": counts,
-        "payloads": {"with_payloads": with_payloads, "included": included, "absent": absent},
+        "payloads": {
+            "with_payloads": with_payloads,
+            "included": included,
+            "absent": sorted(absent),
+            **{status.value: sorted(d for d, s in absent.items() if s is status) for status in WHY},
+        },
         "files": files,
     }
     body = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8") + b"\n"
@@ -158,15 +165,18 @@ def _write(path: Path, lines: list[str]) -> dict[str, Any]:
 
 def _payloads(
     log: RawLog, events: list[RawEvent], directory: Path, files: dict[str, dict[str, Any]]
-) -> tuple[list[str], list[str]]:
+) -> tuple[list[str], dict[str, PayloadStatus]]:
+    """The payloads written, and each absent digest with why (erased, purged or missing): the
+    events still name it either way."""
     digests = sorted(set(digests_in(e.state for e in events)))
     stored = log.payload_rows(digests)
     (directory / PAYLOADS_DIR).mkdir(exist_ok=True)
-    included, absent = [], []
+    included: list[str] = []
+    absent: dict[str, PayloadStatus] = {}
     for digest in digests:
-        data = stored.get(digest, (None, False))[0]
+        data, removal = stored.get(digest, (None, False))
         if data is None:
-            absent.append(digest)  # purged, erased or missing: the events still name the digest
+            absent[digest] = without_bytes(False, removal)
             continue
         (directory / PAYLOADS_DIR / digest).write_bytes(data)
         files[f"{PAYLOADS_DIR}/{digest}"] = {"sha256": digest, "bytes": len(data)}

@@ -32,6 +32,7 @@ from auditledger.adapters.tamper.chain_format import digests_in
 from auditledger.adapters.tamper.merkle import leaf_bytes
 from auditledger.adapters.tamper.merkle_verify import leaf_hash, verify_inclusion
 from auditledger.adapters.tamper.signing import Key
+from auditledger.domain.payload_status import PayloadStatus
 from auditledger.projections import queries, schema
 from auditledger.projections.landscape import KEYS, utc
 from auditledger.projections.runner import Projector
@@ -44,6 +45,8 @@ EVENTS = "events.jsonl"
 ROWS_DIR = "rows"
 PAYLOADS_DIR = "payloads"
 TABLE_KEYS = {table.name: KEYS[table] for table in LANDSCAPE_TABLES}
+WHY = (PayloadStatus.ERASED, PayloadStatus.PURGED, PayloadStatus.MISSING)
+"""Why a payload is absent from a bundle: each a manifest list (a subset of `absent`)."""
 
 
 def plain(value: Any) -> Any:
@@ -92,6 +95,8 @@ class BundleReport:
     events: int = 0
     rows: int = 0
     payloads: int = 0
+    absent: dict[str, int] = field(default_factory=dict)
+    """why -> absent payloads (erased, purged, missing), as the manifest says."""
     signature: str = "not checked (no --key-file)"
     findings: list[str] = field(default_factory=list)
     hashed: dict[str, str | None] = field(default_factory=dict, repr=False)
@@ -327,6 +332,7 @@ def _check_payloads(
             r.findings.append(
                 f"payload {digest}: named by the events, neither in the bundle nor absent"
             )
+    _check_absent(listed, r)
     for digest in listed.get("included", []):
         name = f"{PAYLOADS_DIR}/{digest}"
         found = r.hashed[name] if name in r.hashed else _sha256_file(directory / name)
@@ -335,3 +341,23 @@ def _check_payloads(
             r.findings.append(f"payload {digest}: missing from the bundle")
         elif found != digest:
             r.findings.append(f"payload {digest}: the file hashes to {found} (swapped or edited)")
+
+
+def _check_absent(listed: dict[str, Any], r: BundleReport) -> None:
+    """Erased and purged payloads are counted, never failed; one the store had lost without a
+    purge or an erasure is a finding, as verify-chain makes it one. (A bundle written before
+    these lists existed says only `absent`.)"""
+    absent = set(listed.get("absent", []))
+    for why in WHY:
+        if why.value not in listed:
+            continue
+        digests = listed[why.value]
+        r.absent[why.value] = len(digests)
+        for digest in digests:
+            if digest not in absent:
+                r.findings.append(f"payload {digest}: listed as {why.value} but not as absent")
+            elif why is PayloadStatus.MISSING:
+                r.findings.append(
+                    f"payload {digest}: missing from the store at export (neither purged nor "
+                    "erased)"
+                )

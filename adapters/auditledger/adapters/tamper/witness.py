@@ -1,10 +1,12 @@
 """A minimal local witness, and the quorum check of a cosigned checkpoint.
 
 The witness keeps, per origin, the last tree (size, root) it cosigned, in a JSON file in its
-state directory. It cosigns a newer checkpoint only when the store proves (RFC 9162
-consistency proof, checked here against the root the witness kept, not the store's) that
-the new tree extends the one it saw; the first checkpoint of an origin is trusted on first
-use and recorded. Anything else is refused with WitnessRefused, naming both trees.
+state directory. Given the log's verifier key(s), it first refuses (NotSignedByLog) a
+checkpoint that carries no valid signature by one of them, as C2SP witnesses do. It cosigns a
+newer checkpoint only when the store proves (RFC 9162 consistency proof, checked here against
+the root the witness kept, not the store's) that the new tree extends the one it saw; the
+first checkpoint of an origin is trusted on first use and recorded. Anything else is refused
+with WitnessRefused, naming both trees.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from auditledger.adapters.tamper.cosignature import CosignatureRefused
 from auditledger.adapters.tamper.merkle_errors import NothingToProve, NotSealed
 from auditledger.adapters.tamper.merkle_proofs import Prover
 from auditledger.adapters.tamper.merkle_verify import verify_consistency
@@ -30,6 +33,29 @@ class WitnessRefused(LedgerError):
         self.origin = origin
         self.reason = reason
         super().__init__(f"witness refuses checkpoint of {origin}: {reason}")
+
+
+class NotSignedByLog(WitnessRefused):
+    """The checkpoint lacks a valid signature by any of the log keys the witness was given."""
+
+    def __init__(self, origin: str, log_keys: list[NoteKey], detail: str = "") -> None:
+        self.log_keys = [k.vkey for k in log_keys]
+        super().__init__(
+            origin,
+            "the note has no valid signature by the log key "
+            + " or ".join(self.log_keys)
+            + (f" ({detail})" if detail else "")
+            + "; a witness cosigns only what the log signed",
+        )
+
+
+def check_log_signature(note: SignedNote, log_keys: list[NoteKey], origin: str) -> None:
+    try:
+        if note.signers(log_keys):
+            return
+    except CosignatureRefused as refused:
+        raise NotSignedByLog(origin, log_keys, refused.rule) from None
+    raise NotSignedByLog(origin, log_keys)
 
 
 def tree(size: int, root: bytes) -> str:
@@ -79,10 +105,18 @@ def store_root(prover: Prover, checkpoint: TreeCheckpoint, origin: str) -> bytes
 
 
 def cosign(
-    note: SignedNote, key: NoteKey, state: WitnessState, store: str, source: str
+    note: SignedNote,
+    key: NoteKey,
+    state: WitnessState,
+    store: str,
+    source: str,
+    log_keys: list[NoteKey] | None = None,
 ) -> SignedNote:
-    """The note with the witness's signature appended, after the checks above; state updated."""
+    """The note with the witness's signature appended, after the checks above; state updated.
+    Without `log_keys` the log's own signature is not checked (the caller warns)."""
     new = note.checkpoint(source)
+    if log_keys:
+        check_log_signature(note, log_keys, new.origin)
     last = state.last(new.origin)
     with RawLog.open(store, read_only=True) as log, Prover.over(log) as prover:
         store_root(prover, new, new.origin)
@@ -128,7 +162,10 @@ def check_quorum(
 ) -> QuorumReport:
     """At least `quorum` of `keys` signed the note, and its root is the store's at its size."""
     checkpoint = note.checkpoint(source)
-    signers = note.signers(keys)
+    try:
+        signers = note.signers(keys)
+    except CosignatureRefused as refused:
+        return QuorumReport(checkpoint, [], quorum, f"{source}: {refused}")
     finding = None
     if len(signers) < quorum:
         finding = f"{source}: {len(signers)} valid signature(s) of the keys given, quorum {quorum}"
