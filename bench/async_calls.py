@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/async_calls.py [--rows 150] [--async-rows 400] [--concurrency 40]
                                           [--latency-ms 20] [--tokens 1000] [--repeat 3]
+                                          [--provider process|inline]
 
-Against the fake provider (provider_server.serving, in this process, fixed latency), SQLite:
+Against the fake provider with fixed latency (`auditledger fake-provider`, a process of its own,
+as a real provider would be; --provider inline serves it from threads of this process, whose
+handlers then share the interpreter lock with the pipelines measured), SQLite:
 1. sync: N rows through one plain openai.OpenAI, then N audited rows (a row = open_state, one
    chat completion through the per-state client `ledger.openai(state_id)`, complete_state);
 2. asyncio: M rows, C at a time, through one plain openai.AsyncOpenAI, then through
@@ -21,6 +24,7 @@ import asyncio
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +39,7 @@ for portion in ("domain", "projections", "adapters"):
         sys.path.insert(0, str(ROOT / portion))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import httpx  # noqa: E402
 import openai  # noqa: E402
 import record  # noqa: E402
 
@@ -53,6 +58,48 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{directory}/ledger"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def provider(kind: str, latency_ms: float) -> Iterator[str]:
+    """The fake provider's base_url: `auditledger fake-provider` in its own process (killed at
+    the end), or served inline from this process's threads."""
+    if kind == "inline":
+        with serving(FakeOpenAI(), Switches(latency_ms=latency_ms)) as server:
+            yield server.base_url
+        return
+    cli = Path(sys.executable).with_name("auditledger")
+    command = [str(cli), "fake-provider", "--port", "0", "--latency-ms", str(latency_ms)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().strip()
+        if not base.startswith("http"):
+            raise SystemExit(f"fake-provider did not start: {base!r}")
+        answered(base)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answered(base: str, within: float = 10.0) -> None:
+    """Wait until the provider answers a request."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            httpx.post(f"{base}/chat/completions", json={"model": "m", "messages": PROMPT})
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def median_of(repeat: int, measure: Callable[[], Any]) -> tuple[Any, list[Any]]:
@@ -249,14 +296,15 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--provider", choices=("process", "inline"), default="process")
     args = parser.parse_args()
     print(f"load at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     print(
         f"rows={args.rows} async_rows={args.async_rows} concurrency={args.concurrency} "
-        f"latency={args.latency_ms} ms tokens={args.tokens} (median of {args.repeat})"
+        f"latency={args.latency_ms} ms tokens={args.tokens} (median of {args.repeat}) "
+        f"provider={args.provider}"
     )
-    with serving(FakeOpenAI(), Switches(latency_ms=args.latency_ms)) as server:
-        base = server.base_url
+    with provider(args.provider, args.latency_ms) as base:
         sync_plain(base, 5)  # warm the SDK's imports and the server's threads
         plain, plain_runs = median_of(args.repeat, lambda: sync_plain(base, args.rows))
         audited, audited_runs = median_of(args.repeat, lambda: sync_audited(base, args.rows))
