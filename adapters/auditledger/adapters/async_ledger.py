@@ -11,7 +11,8 @@ Invariants kept here:
   already running is waited for (shielded) before the CancelledError is raised, so when the
   caller sees the cancellation, the store holds the whole fact or nothing of it;
 - `async with ledger.unit_of_work():` runs the block's commands in one thread of its own (the
-  Ledger's units are per thread), commits when the block ends and writes nothing if it
+  Ledger's units are per thread; the thread is reused by later units once this one has
+  exited, writing/unit_threads.py), commits when the block ends and writes nothing if it
   raises or is cancelled;
 - audited clients check their parent off the loop, before their first request leaves (not
   when built: building one does no I/O), record each exchange through the writer (in an
@@ -37,6 +38,7 @@ from sqlalchemy import Engine
 
 from auditledger.adapters.ledger import Ledger
 from auditledger.adapters.writing.command_batches import CommandBatcher
+from auditledger.adapters.writing.unit_threads import UnitThreads
 from auditledger.adapters.writing.units import UnitOfWork
 from auditledger.domain.errors import UnitNesting
 
@@ -73,6 +75,7 @@ class AsyncLedger:
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="auditledger-async")
         self.writer = CommandBatcher(ledger.unit_of_work)
+        self.unit_threads = UnitThreads(keep=workers)
         self.closed = False
         self._unit: ContextVar[ThreadPoolExecutor | None] = ContextVar("unit", default=None)
 
@@ -117,6 +120,7 @@ class AsyncLedger:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.writer.close)
         await loop.run_in_executor(self._executor, self.ledger.close)
+        self.unit_threads.close()
         self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncLedger:
@@ -203,8 +207,9 @@ class AsyncLedger:
     async def _unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         if self._unit.get() is not None:
             raise UnitNesting()
-        thread = ThreadPoolExecutor(1, thread_name_prefix="auditledger-unit")
+        thread = self.unit_threads.take()
         block = self.ledger.unit_of_work()
+        exit_: Future[Any] | None = None
         try:
             unit = await settled(thread.submit(block.__enter__))
             token = self._unit.set(thread)
@@ -216,9 +221,11 @@ class AsyncLedger:
                 await settled(exit_, quiet=True)
                 raise
             self._unit.reset(token)
-            await settled(thread.submit(block.__exit__, None, None, None))
+            exit_ = thread.submit(block.__exit__, None, None, None)
+            await settled(exit_)
         finally:
-            thread.shutdown(wait=False)
+            exited = exit_ is not None and exit_.done() and not exit_.cancelled()
+            self.unit_threads.give_back(thread, unit_exited=exited)
 
     # Audited and replaying clients (calls/clients.py), sharing the Ledger's pools
 
