@@ -17,7 +17,8 @@ Invariants kept here:
 - audited clients check their parent off the loop, before their first request leaves (not
   when built: building one does no I/O), record each exchange through the writer (in an
   open unit: into the unit), and share the Ledger's pools (calls/pools.py), closed by
-  `aclose()`.
+  `aclose()`; opening builds the default options' SSL context (loading the CA bundle), so
+  no client's first request waits for it.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class AsyncLedger:
                 group_commit=group_commit,
                 retention_days=retention_days,
             )
+            ledger.clients.pools.prepare({})  # the default clients' SSL context, off the loop
             return cls(ledger, workers=workers)
 
         return Opening(opened)
