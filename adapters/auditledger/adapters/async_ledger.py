@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -38,6 +38,7 @@ import httpx
 from sqlalchemy import Engine
 
 from auditledger.adapters.ledger import Ledger
+from auditledger.adapters.writing.awaiting import settled
 from auditledger.adapters.writing.command_batches import CommandBatcher
 from auditledger.adapters.writing.unit_threads import UnitThreads
 from auditledger.adapters.writing.units import UnitOfWork
@@ -334,31 +335,3 @@ class Opening:
     ) -> None:
         if self.ledger is not None:
             await self.ledger.aclose()
-
-
-async def settled(work: Future[R], *, quiet: bool = False) -> R:
-    """The result of work in a thread. Cancelled while waiting: drop it if it has not
-    started, else wait until it ends (it lands whole or not at all) and then re-raise.
-    quiet: the work's own exception is not raised (an unwinding unit's exit)."""
-    waiter: Awaitable[R] = asyncio.wrap_future(work)
-    try:
-        return await asyncio.shield(waiter)
-    except asyncio.CancelledError:
-        if not work.cancel():
-            await _until_done(work)
-        raise
-    except BaseException:
-        if quiet:
-            return None  # type: ignore[return-value]
-        raise
-
-
-async def _until_done(work: Future[Any]) -> None:
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    work.add_done_callback(lambda _: loop.call_soon_threadsafe(done.set))
-    while not work.done():
-        try:
-            await asyncio.shield(done.wait())
-        except asyncio.CancelledError:
-            continue
