@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/async_calls.py [--rows 150] [--async-rows 400] [--concurrency 40]
                                           [--latency-ms 20] [--tokens 1000] [--repeat 3]
-                                          [--provider process|inline]
+                                          [--provider process|inline] [--gc-freeze]
 
 Against the fake provider with fixed latency (`auditledger fake-provider`, a process of its own,
 as a real provider would be; --provider inline serves it from threads of this process, whose
@@ -10,8 +10,10 @@ handlers then share the interpreter lock with the pipelines measured), SQLite:
 1. sync: N rows through one plain openai.OpenAI, then N audited rows (a row = open_state, one
    chat completion through the per-state client `ledger.openai(state_id)`, complete_state);
 2. asyncio: M rows, C at a time, through one plain openai.AsyncOpenAI, then through
-   AsyncLedger with a per-state `ledger.openai(state_id)` (the two alternated, run by run);
-   with the worst and the p99 lateness of a ticker task's 5 ms sleep in each;
+   AsyncLedger with a per-state `ledger.openai(state_id)` (the two alternated, run by run,
+   each after a full collection, so that none pays for the garbage of the run before); with
+   the worst and the p99 lateness of a ticker task's 5 ms sleep in each, and the garbage
+   collections meanwhile;
 3. recording: bench/record.py's workload, one commit per command (sync Ledger), then the same
    workload as C coroutines on AsyncLedger (group commit): facts/s.
 Each figure is the median of --repeat runs; load average at start and end.
@@ -369,7 +371,9 @@ def main() -> None:
 
         a_plain_runs, a_audited_runs = [], []
         for _ in range(args.repeat):  # alternated, so both see the same moments of load
+            gc.collect()  # each run starts clean: no run pays for the garbage of the one before
             a_plain_runs.append(plain_async())
+            gc.collect()
             a_audited_runs.append(audited_async())
         a_plain, late_plain, p99_plain = (
             statistics.median(run[i] for run in a_plain_runs) for i in range(3)
