@@ -2,13 +2,18 @@
 
     .venv/bin/python bench/async_calls.py [--rows 150] [--async-rows 400] [--concurrency 40]
                                           [--latency-ms 20] [--tokens 1000] [--repeat 3]
+                                          [--provider process|inline] [--gc-freeze]
 
-Against the fake provider (provider_server.serving, in this process, fixed latency), SQLite:
+Against the fake provider with fixed latency (`auditledger fake-provider`, a process of its own,
+as a real provider would be; --provider inline serves it from threads of this process, whose
+handlers then share the interpreter lock with the pipelines measured), SQLite:
 1. sync: N rows through one plain openai.OpenAI, then N audited rows (a row = open_state, one
    chat completion through the per-state client `ledger.openai(state_id)`, complete_state);
 2. asyncio: M rows, C at a time, through one plain openai.AsyncOpenAI, then through
-   AsyncLedger with a per-state `ledger.openai(state_id)`; with the worst lateness of a ticker
-   task's 5 ms sleep in each;
+   AsyncLedger with a per-state `ledger.openai(state_id)` (the two alternated, run by run,
+   each after a full collection, so that none pays for the garbage of the run before); with
+   the worst and the p99 lateness of a ticker task's 5 ms sleep in each, and the garbage
+   collections meanwhile;
 3. recording: bench/record.py's workload, one commit per command (sync Ledger), then the same
    workload as C coroutines on AsyncLedger (group commit): facts/s.
 Each figure is the median of --repeat runs; load average at start and end.
@@ -18,16 +23,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 for portion in ("domain", "projections", "adapters"):
@@ -35,6 +42,7 @@ for portion in ("domain", "projections", "adapters"):
         sys.path.insert(0, str(ROOT / portion))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import httpx  # noqa: E402
 import openai  # noqa: E402
 import record  # noqa: E402
 
@@ -53,6 +61,48 @@ def sqlite_url() -> Iterator[str]:
         yield f"sqlite:///{directory}/ledger"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def provider(kind: str, latency_ms: float) -> Iterator[str]:
+    """The fake provider's base_url: `auditledger fake-provider` in its own process (killed at
+    the end), or served inline from this process's threads."""
+    if kind == "inline":
+        with serving(FakeOpenAI(), Switches(latency_ms=latency_ms)) as server:
+            yield server.base_url
+        return
+    cli = Path(sys.executable).with_name("auditledger")
+    command = [str(cli), "fake-provider", "--port", "0", "--latency-ms", str(latency_ms)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().strip()
+        if not base.startswith("http"):
+            raise SystemExit(f"fake-provider did not start: {base!r}")
+        answered(base)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answered(base: str, within: float = 10.0) -> None:
+    """Wait until the provider answers a request."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            httpx.post(f"{base}/chat/completions", json={"model": "m", "messages": PROMPT})
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def median_of(repeat: int, measure: Callable[[], Any]) -> tuple[Any, list[Any]]:
@@ -111,25 +161,52 @@ def commit_ms(repeat: int = 50) -> float:
 # 2. asyncio rows
 
 
-async def with_ticker(work: Callable[[], Awaitable[None]]) -> tuple[float, float]:
-    """(wall seconds of work, worst lateness of a 5 ms sleep meanwhile, seconds)."""
-    worst = 0.0
+class Timing(NamedTuple):
+    wall: float  # seconds of the rows
+    worst: float  # the ticker's worst lateness, seconds
+    p99: float  # its p99 lateness, seconds
+    full_gcs: int  # full (generation 2) garbage collections during the rows
+    gc_pause: float  # the longest collection of any generation meanwhile, seconds
+
+
+async def with_ticker(work: Callable[[], Awaitable[None]]) -> Timing:
+    """The wall time of work, and how late a 5 ms sleep meanwhile woke up (worst, p99);
+    with the garbage collections meanwhile: a full one holds the interpreter lock for as
+    long as it takes to traverse every object of the process, loop or not."""
+    lateness: list[float] = []
+    collections: list[tuple[int, float]] = []
     done = False
 
     async def ticker() -> None:
-        nonlocal worst
         while not done:
             before = time.perf_counter()
             await asyncio.sleep(TICK)
-            worst = max(worst, time.perf_counter() - before - TICK)
+            lateness.append(max(0.0, time.perf_counter() - before - TICK))
+
+    def collecting(phase: str, info: dict[str, Any], began: list[float] = [0.0]) -> None:  # noqa: B006
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - began[0]))
 
     ticking = asyncio.create_task(ticker())
+    gc.callbacks.append(collecting)
     started = time.perf_counter()
-    await work()
-    wall = time.perf_counter() - started
+    try:
+        await work()
+        wall = time.perf_counter() - started
+    finally:
+        gc.callbacks.remove(collecting)
     done = True
     await ticking
-    return wall, worst
+    full = sum(1 for generation, _ in collections if generation == 2)
+    longest = max((pause for _, pause in collections), default=0.0)
+    return Timing(wall, max(lateness), p99(lateness), full, longest)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
 async def bounded(rows: int, concurrency: int, row: Callable[[int], Awaitable[None]]) -> None:
@@ -142,8 +219,8 @@ async def bounded(rows: int, concurrency: int, row: Callable[[int], Awaitable[No
     await asyncio.gather(*(one(n) for n in range(rows)))
 
 
-def async_plain(base_url: str, rows: int, concurrency: int) -> tuple[float, float]:
-    async def main() -> tuple[float, float]:
+def async_plain(base_url: str, rows: int, concurrency: int) -> Timing:
+    async def main() -> Timing:
         client = openai.AsyncOpenAI(api_key="k", base_url=base_url, max_retries=0)
 
         async def row(n: int) -> None:
@@ -157,8 +234,8 @@ def async_plain(base_url: str, rows: int, concurrency: int) -> tuple[float, floa
     return asyncio.run(main())
 
 
-def async_audited(base_url: str, rows: int, concurrency: int) -> tuple[float, float]:
-    async def main(url: str) -> tuple[float, float]:
+def async_audited(base_url: str, rows: int, concurrency: int) -> Timing:
+    async def main(url: str) -> Timing:
         async with AsyncLedger.open(url) as ledger:
             run_id = await ledger.begin_run(config={"bench": "async_calls"})
 
@@ -249,15 +326,25 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--provider", choices=("process", "inline"), default="process")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after the warm-up (both pipelines): what an application that freezes "
+        "its start-up heap sees; full collections then skip the imported modules' objects",
+    )
     args = parser.parse_args()
     print(f"load at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     print(
         f"rows={args.rows} async_rows={args.async_rows} concurrency={args.concurrency} "
-        f"latency={args.latency_ms} ms tokens={args.tokens} (median of {args.repeat})"
+        f"latency={args.latency_ms} ms tokens={args.tokens} (median of {args.repeat}) "
+        f"provider={args.provider}{' gc-freeze' if args.gc_freeze else ''}"
     )
-    with serving(FakeOpenAI(), Switches(latency_ms=args.latency_ms)) as server:
-        base = server.base_url
+    with provider(args.provider, args.latency_ms) as base:
         sync_plain(base, 5)  # warm the SDK's imports and the server's threads
+        if args.gc_freeze:
+            gc.collect()
+            gc.freeze()
         plain, plain_runs = median_of(args.repeat, lambda: sync_plain(base, args.rows))
         audited, audited_runs = median_of(args.repeat, lambda: sync_audited(base, args.rows))
         unit, unit_runs = median_of(
@@ -276,34 +363,52 @@ def main() -> None:
             f"{commit_ms():.1f} ms here (3 per row: open_state, the call, complete_state)"
         )
 
-        def plain_async() -> tuple[float, float]:
+        def plain_async() -> Timing:
             return async_plain(base, args.async_rows, args.concurrency)
 
-        def audited_async() -> tuple[float, float]:
+        def audited_async() -> Timing:
             return async_audited(base, args.async_rows, args.concurrency)
 
-        a_plain_runs = [plain_async() for _ in range(args.repeat)]
-        a_audited_runs = [audited_async() for _ in range(args.repeat)]
-        a_plain = statistics.median(w for w, _ in a_plain_runs)
-        a_audited = statistics.median(w for w, _ in a_audited_runs)
-        late_plain = statistics.median(late for _, late in a_plain_runs)
-        late_audited = statistics.median(late for _, late in a_audited_runs)
+        a_plain_runs, a_audited_runs = [], []
+        for _ in range(args.repeat):  # alternated, so both see the same moments of load
+            gc.collect()  # each run starts clean: no run pays for the garbage of the one before
+            a_plain_runs.append(plain_async())
+            gc.collect()
+            a_audited_runs.append(audited_async())
+        a_plain, late_plain, p99_plain = (
+            statistics.median(run[i] for run in a_plain_runs) for i in range(3)
+        )
+        a_audited, late_audited, p99_audited = (
+            statistics.median(run[i] for run in a_audited_runs) for i in range(3)
+        )
         a_ratio = a_audited / a_plain
         print(f"\n2. asyncio rows, {args.concurrency} at a time, SQLite, AsyncLedger")
         print(
             f"  plain openai.AsyncOpenAI {a_plain:6.2f} s   max lateness "
             f"{1000 * late_plain:5.1f} ms"
-            f"   runs {fmt([w for w, _ in a_plain_runs])} / "
-            f"{fmt([1000 * x for _, x in a_plain_runs], 'ms')}"
+            f"   runs {fmt([r.wall for r in a_plain_runs])} / "
+            f"{fmt([1000 * r.worst for r in a_plain_runs], 'ms')}"
         )
         print(
             f"  audited (AsyncLedger)    {a_audited:6.2f} s   max lateness "
-            f"{1000 * late_audited:5.1f} ms   runs {fmt([w for w, _ in a_audited_runs])} / "
-            f"{fmt([1000 * x for _, x in a_audited_runs], 'ms')}"
+            f"{1000 * late_audited:5.1f} ms   runs {fmt([r.wall for r in a_audited_runs])} / "
+            f"{fmt([1000 * r.worst for r in a_audited_runs], 'ms')}"
         )
+        for name, runs, median in (
+            ("plain  ", a_plain_runs, p99_plain),
+            ("audited", a_audited_runs, p99_audited),
+        ):
+            late = fmt([1000 * r.p99 for r in runs], "ms")
+            print(f"  p99 lateness, {name}   {1000 * median:5.1f} ms   runs {late}")
+        for name, runs in (("plain  ", a_plain_runs), ("audited", a_audited_runs)):
+            fulls = " / ".join(str(run.full_gcs) for run in runs)
+            pauses = fmt([1000 * run.gc_pause for run in runs], "ms")
+            print(f"  full GCs, {name}  runs {fulls}   longest GC pause runs {pauses}")
         print(f"  [{verdict(a_ratio <= 1.15)}] audited / plain <= 1.15x: {a_ratio:.2f}x")
         extra = 1000 * (late_audited - late_plain)
         print(f"  [{verdict(extra <= 20)}] lateness within 20 ms of plain: {extra:+.1f} ms")
+        print(f"  [note] p99 lateness, audited - plain: {1000 * (p99_audited - p99_plain):+.1f} ms")
+        print(f"  load after part 2: {os.getloadavg()}")
 
     sync_fps, sync_runs = median_of(args.repeat, lambda: recording_sync(args.tokens))
     async_fps, async_runs = median_of(

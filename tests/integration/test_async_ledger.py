@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -171,6 +172,47 @@ def test_a_cancelled_unit_writes_nothing_and_the_ledger_keeps_working(store_url:
             await task
         assert await ledger.log_position() == before
         await new_state(ledger, "after", run_id)
+
+    run(body, store_url)
+
+
+def test_units_reuse_the_thread_of_a_unit_that_has_ended_failed_or_cancelled(
+    store_url: str,
+) -> None:
+    async def body(ledger: AsyncLedger) -> None:
+        run_id = await ledger.begin_run(config={})
+        threads = []
+
+        async def unit(token: str, *, fail: bool = False, hang: bool = False) -> None:
+            async with ledger.unit_of_work():
+                threads.append(await ledger.run(threading.get_ident))
+                await new_state(ledger, token, run_id)
+                if fail:
+                    raise RuntimeError("the block failed")
+                if hang:
+                    await asyncio.sleep(10)
+
+        await unit("first")
+        with pytest.raises(RuntimeError):
+            await unit("failed", fail=True)
+        task = asyncio.create_task(unit("cancelled", hang=True))
+        while len(threads) < 3:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await unit("last")
+        assert len(set(threads)) == 1, "a thread was started for a unit while one was idle"
+        position = await ledger.log_position()
+        await new_state(ledger, "outside", run_id)  # the writer, not a left-over unit
+        assert await ledger.log_position() > position
+        for token in ("first", "last", "outside"):
+            state_id = await ledger.state_id(run_id=run_id, token_id=token, node_id="n")
+            assert (await ledger.load(NodeState, state_id)).status == "open"
+        for token in ("failed", "cancelled"):
+            state_id = await ledger.state_id(run_id=run_id, token_id=token, node_id="n")
+            with pytest.raises(UnknownState):
+                await ledger.load(NodeState, state_id)
 
     run(body, store_url)
 

@@ -4,6 +4,7 @@ closing one keeps the pool, closing the ledger closes it, a user's transport sta
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -228,3 +229,20 @@ def test_ledger_close_closes_async_pools_on_their_loop_when_it_can(
 
 async def _the_loops_pool(ledger: Ledger) -> httpx.AsyncHTTPTransport:
     return ledger.clients.pools.async_pool({})
+
+
+def test_an_async_client_has_its_ssl_context_built_off_the_event_loop(
+    sqlite_ledger: Ledger, server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built_in: list[str] = []
+    create = httpx.create_ssl_context
+
+    def recording(**options: object) -> object:
+        built_in.append(threading.current_thread().name)
+        return create(**options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "create_ssl_context", recording)
+    asyncio.run(pipeline_in_a_second_loop(sqlite_ledger, server))
+    assert len(built_in) == 1
+    assert built_in != [threading.main_thread().name], "the CA bundle was loaded on the loop"
+    assert sqlite_ledger.clients.pools.ready({})

@@ -11,19 +11,21 @@ Invariants kept here:
   already running is waited for (shielded) before the CancelledError is raised, so when the
   caller sees the cancellation, the store holds the whole fact or nothing of it;
 - `async with ledger.unit_of_work():` runs the block's commands in one thread of its own (the
-  Ledger's units are per thread), commits when the block ends and writes nothing if it
+  Ledger's units are per thread; the thread is reused by later units once this one has
+  exited, writing/unit_threads.py), commits when the block ends and writes nothing if it
   raises or is cancelled;
 - audited clients check their parent off the loop, before their first request leaves (not
   when built: building one does no I/O), record each exchange through the writer (in an
   open unit: into the unit), and share the Ledger's pools (calls/pools.py), closed by
-  `aclose()`.
+  `aclose()`; opening builds the default options' SSL context (loading the CA bundle), so
+  no client's first request waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
@@ -36,7 +38,9 @@ import httpx
 from sqlalchemy import Engine
 
 from auditledger.adapters.ledger import Ledger
+from auditledger.adapters.writing.awaiting import settled
 from auditledger.adapters.writing.command_batches import CommandBatcher
+from auditledger.adapters.writing.unit_threads import UnitThreads
 from auditledger.adapters.writing.units import UnitOfWork
 from auditledger.domain.errors import UnitNesting
 
@@ -73,6 +77,7 @@ class AsyncLedger:
         self.workers = workers
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="auditledger-async")
         self.writer = CommandBatcher(ledger.unit_of_work)
+        self.unit_threads = UnitThreads(keep=workers)
         self.closed = False
         self._unit: ContextVar[ThreadPoolExecutor | None] = ContextVar("unit", default=None)
 
@@ -96,6 +101,7 @@ class AsyncLedger:
                 group_commit=group_commit,
                 retention_days=retention_days,
             )
+            ledger.clients.pools.prepare({})  # the default clients' SSL context, off the loop
             return cls(ledger, workers=workers)
 
         return Opening(opened)
@@ -117,6 +123,7 @@ class AsyncLedger:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self.writer.close)
         await loop.run_in_executor(self._executor, self.ledger.close)
+        self.unit_threads.close()
         self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncLedger:
@@ -203,8 +210,9 @@ class AsyncLedger:
     async def _unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         if self._unit.get() is not None:
             raise UnitNesting()
-        thread = ThreadPoolExecutor(1, thread_name_prefix="auditledger-unit")
+        thread = self.unit_threads.take()
         block = self.ledger.unit_of_work()
+        exit_: Future[Any] | None = None
         try:
             unit = await settled(thread.submit(block.__enter__))
             token = self._unit.set(thread)
@@ -216,9 +224,11 @@ class AsyncLedger:
                 await settled(exit_, quiet=True)
                 raise
             self._unit.reset(token)
-            await settled(thread.submit(block.__exit__, None, None, None))
+            exit_ = thread.submit(block.__exit__, None, None, None)
+            await settled(exit_)
         finally:
-            thread.shutdown(wait=False)
+            exited = exit_ is not None and exit_.done() and not exit_.cancelled()
+            self.unit_threads.give_back(thread, unit_exited=exited)
 
     # Audited and replaying clients (calls/clients.py), sharing the Ledger's pools
 
@@ -325,31 +335,3 @@ class Opening:
     ) -> None:
         if self.ledger is not None:
             await self.ledger.aclose()
-
-
-async def settled(work: Future[R], *, quiet: bool = False) -> R:
-    """The result of work in a thread. Cancelled while waiting: drop it if it has not
-    started, else wait until it ends (it lands whole or not at all) and then re-raise.
-    quiet: the work's own exception is not raised (an unwinding unit's exit)."""
-    waiter: Awaitable[R] = asyncio.wrap_future(work)
-    try:
-        return await asyncio.shield(waiter)
-    except asyncio.CancelledError:
-        if not work.cancel():
-            await _until_done(work)
-        raise
-    except BaseException:
-        if quiet:
-            return None  # type: ignore[return-value]
-        raise
-
-
-async def _until_done(work: Future[Any]) -> None:
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    work.add_done_callback(lambda _: loop.call_soon_threadsafe(done.set))
-    while not work.done():
-        try:
-            await asyncio.shield(done.wait())
-        except asyncio.CancelledError:
-            continue

@@ -1,6 +1,7 @@
 """AsyncOpenAIBatchRunner: OpenAIBatchRunner's steps with openai.AsyncOpenAI, for AsyncLedger.
 
-The same invariants as batch_runner.py (the ledger's side is the same BatchSettlement), and:
+The same invariants as batch_runner.py (the ledger's side is the same BatchSettlement, and a
+retry is planned by the same batch_retry.plan_retry), and:
 every ledger read and command runs off the event loop (`ledger.run`), the SDK's requests go
 through an audited async transport that borrows the runner's inner transport (default: the
 ledger's shared pool of the running loop), so nothing here blocks the loop.
@@ -15,6 +16,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 import httpx
 import openai
 
+from auditledger.adapters.calls.batch_retry import plan_retry
 from auditledger.adapters.calls.batch_runner import (
     CALL_TYPE,
     RUNNING,
@@ -147,6 +149,28 @@ class AsyncOpenAIBatchRunner:
     async def recover(self, batch_id: str) -> BatchHandle:
         """The handle of a submitted batch, rebuilt from the ledger alone."""
         return await self.ledger.run(self.settlement.recover, batch_id)
+
+    async def retry_failed(
+        self,
+        handle: BatchHandle | str,
+        *,
+        state_id: str | None = None,
+        requests: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> BatchHandle:
+        """OpenAIBatchRunner.retry_failed, awaited: the failed members of a failed batch
+        submitted again as its retry (attempt n+1), under `state_id` or the next attempt of
+        the state that ran it, with the bodies sent before unless `requests` gives them all."""
+        if not isinstance(handle, BatchHandle):
+            handle = await self.recover(handle)
+        plan = await self.ledger.run(
+            plan_retry,
+            self.ledger.ledger,
+            self.settlement,
+            handle,
+            state_id=state_id,
+            requests=requests,
+        )
+        return await self.submit(plan.batch_id, plan.state_id, plan.requests)
 
     async def _download(self, client: openai.AsyncOpenAI, sink: CallSink, file_id: str) -> bytes:
         async def content() -> bytes:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 
+from auditledger.adapters.calls.batch_retry import custom_id_for, input_bodies, plan_retry
 from auditledger.adapters.calls.exchange import CallSink, error_json, is_http_request, redaction_set
 from auditledger.adapters.calls.llm_summary import summarise_body, summarise_exchange
 from auditledger.adapters.calls.pools import Borrowed
@@ -37,8 +38,8 @@ from auditledger.adapters.calls.ports import BatchLedger
 from auditledger.adapters.calls.transports import AuditedTransport
 from auditledger.adapters.storage.canonical import Payload, canonical_json
 from auditledger.domain.batch import Batch
-from auditledger.domain.errors import InvalidArgument, UnknownState
-from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN, BatchStatus
+from auditledger.domain.errors import InvalidArgument
+from auditledger.domain.lifecycle import COMPLETED, FAILED, OPEN
 from auditledger.domain.node_state import NodeState
 
 T = TypeVar("T")
@@ -66,10 +67,6 @@ def create_options(batch_id: str, file_id: str, endpoint: str, window: str) -> d
         "completion_window": window,
         "metadata": {"auditledger_batch_id": batch_id},
     }
-
-
-def custom_id_for(batch_id: str, ordinal: int) -> str:
-    return f"{batch_id}:{ordinal}"
 
 
 @dataclass(frozen=True)
@@ -242,43 +239,12 @@ class OpenAIBatchRunner:
         (from the recorded JSONL) unless `requests` (token id -> body) gives them all."""
         if not isinstance(handle, BatchHandle):
             handle = self.recover(handle)
-        batch = self.ledger.load(Batch, handle.batch_id)
-        if batch.status != BatchStatus.FAILED:
-            self.ledger.retry_batch(batch.id)  # refused: only a failed batch is retried
-        state = self.ledger.load(NodeState, handle.state_id)
-        tokens = list(self.settlement.settled(handle, state).failures)
-        if not tokens:
-            raise InvalidArgument(
-                "batch_id", handle.batch_id, "every member has a result: nothing to retry"
-            )
-        if requests is None:
-            sent = _input_bodies(self.ledger.payload(handle.input_sha256))
-            requests = {t: sent[custom_id_for(handle.batch_id, batch.members[t])] for t in tokens}
-        retry_id = self.ledger.retry_batch(batch.id, members=tokens)
-        return self.submit(retry_id, state_id or self._next_attempt(state), requests)
+        plan = plan_retry(
+            self.ledger, self.settlement, handle, state_id=state_id, requests=requests
+        )
+        return self.submit(plan.batch_id, plan.state_id, plan.requests)
 
     # internals
-
-    def _next_attempt(self, state: NodeState) -> str:
-        attempt = state.attempt + 1
-        next_id = self.ledger.state_id(
-            token_id=state.token_id, node_id=state.node_id, attempt=attempt
-        )
-        try:
-            return str(self.ledger.load(NodeState, next_id).id)  # opened before a crash
-        except UnknownState:
-            pass
-        given = (
-            None if state.input_hash is None else json.loads(self.ledger.payload(state.input_hash))
-        )
-        return self.ledger.open_state(
-            run_id=state.run_id,
-            token_id=state.token_id,
-            node_id=state.node_id,
-            step_index=state.step_index,
-            input=given,
-            attempt=attempt,
-        )
 
     def _download(self, client: openai.OpenAI, sink: CallSink, file_id: str) -> bytes:
         return self._step(sink, "files.content", lambda: client.files.content(file_id).content)
@@ -352,7 +318,7 @@ class BatchSettlement:
     ) -> BatchOutcome:
         batch = self.ledger.load(Batch, handle.batch_id)
         ordinals = {custom_id_for(handle.batch_id, n): token for token, n in batch.members.items()}
-        inputs = _input_bodies(self.ledger.payload(handle.input_sha256))
+        inputs = input_bodies(self.ledger.payload(handle.input_sha256))
         found: dict[str, tuple[str | None, Any]] = {}
         for source, line in lines:
             item = _parse_line(line)
@@ -553,11 +519,3 @@ def _success_body(item: Any) -> dict[str, Any] | None:
         return None
     body = response.get("body")
     return body if isinstance(body, dict) else None
-
-
-def _input_bodies(jsonl: bytes) -> dict[str, Any]:
-    bodies = {}
-    for line in jsonl.splitlines():
-        item = json.loads(line)
-        bodies[item["custom_id"]] = item["body"]
-    return bodies

@@ -4,6 +4,8 @@ Invariants kept here:
 - per distinct transport options (verify, cert, http2, limits, ...) there is one SSL context,
   one sync pool, and one async pool per event loop (an asyncio connection belongs to the loop
   that opened it, so a second `asyncio.run` gets pools of its own, never a dead loop's);
+- the SSL context (loading the CA bundle: tens of ms of CPU) is never built on an event loop:
+  an async borrower has it built in a worker thread before the loop's pool is built;
 - per-state clients only ever borrow a pool (`Borrowed`, `AsyncBorrowed`): closing them
   leaves it open; `close()` (called by `Ledger.close()`) closes every sync pool, and the
   async pools whose loop it can still reach; `aclose()` closes the running loop's pools;
@@ -20,6 +22,7 @@ from collections.abc import Hashable, Mapping
 from contextlib import suppress
 from typing import Any
 
+import anyio.to_thread
 import httpx
 
 from auditledger.domain.errors import InvalidArgument
@@ -92,6 +95,18 @@ class SharedPools:
                 pools[key] = pool
             return pool
 
+    def ready(self, options: Mapping[str, Any]) -> bool:
+        """Whether a pool for these options can be built without loading a CA bundle."""
+        return _given_context(options) or pool_key(options) in self._contexts
+
+    def prepare(self, options: Mapping[str, Any]) -> None:
+        """Build the SSL context for these options (blocking: call it off the event loop)."""
+        if self.ready(options):
+            return
+        context = _new_context(options)  # outside the lock: a loop may be asking for a pool
+        with self._lock:
+            self._contexts.setdefault(pool_key(options), context)
+
     @property
     def count(self) -> int:
         """How many pools are open (sync, plus async across loops)."""
@@ -124,13 +139,12 @@ class SharedPools:
         if self.closed:
             raise InvalidArgument("ledger", "closed", "the ledger is closed; open it again")
         built = {k: v for k, v in options.items() if k not in _SSL_OPTIONS}
-        if isinstance(options.get("verify"), ssl.SSLContext) and "cert" not in options:
+        if _given_context(options):
             built["verify"] = options["verify"]
             return built
         context = self._contexts.get(key)
         if context is None:
-            ssl_options = {k: v for k, v in options.items() if k in _SSL_OPTIONS}
-            context = httpx.create_ssl_context(**ssl_options)
+            context = _new_context(options)
             self._contexts[key] = context
         built["verify"] = context
         return built
@@ -161,7 +175,18 @@ class AsyncBorrowed(httpx.AsyncBaseTransport):
         if self.inner is not None:
             return await self.inner.handle_async_request(request)
         assert self.pools is not None
+        if not self.pools.ready(self.options):
+            await anyio.to_thread.run_sync(self.pools.prepare, self.options)
         return await self.pools.async_pool(self.options).handle_async_request(request)
+
+
+def _given_context(options: Mapping[str, Any]) -> bool:
+    return isinstance(options.get("verify"), ssl.SSLContext) and "cert" not in options
+
+
+def _new_context(options: Mapping[str, Any]) -> ssl.SSLContext:
+    ssl_options = {k: v for k, v in options.items() if k in _SSL_OPTIONS}
+    return httpx.create_ssl_context(**ssl_options)
 
 
 def _keyable(value: Any) -> Hashable:
