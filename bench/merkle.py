@@ -35,8 +35,9 @@ from sqlalchemy import select, text
 from auditledger.adapters import Ledger
 from auditledger.adapters.tamper import merkle_verify
 from auditledger.adapters.tamper.chain_format import GENESIS, link, originator_text
+from auditledger.adapters.tamper.driver_rows import bound, insert_rows
 from auditledger.adapters.tamper.merkle_proofs import Prover
-from auditledger.adapters.tamper.raw_log import Head, RawLog, as_bytes, no_cyclic_gc
+from auditledger.adapters.tamper.raw_log import CHAIN_COLUMNS, Head, RawLog, as_bytes, no_cyclic_gc
 from auditledger.adapters.tamper.tables import chain
 
 STAMP = '{"timestamp":{"_type_":"datetime_iso","_data_":"2026-12-06T19:26:34.215706+00:00"},'
@@ -133,6 +134,42 @@ class ChainOnlyLog(RawLog):
                 )
                 prev_position = position
             conn.execute(chain.insert(), entries)
+        return None
+
+
+class ChainOnlyTodayLog(RawLog):
+    """ChainOnlyLog with today's write path (driver executemany, `sealed_at` bound once): the
+    chain's share of the shipped sealer, so that the tree's own cost shows apart."""
+
+    def _seal_batch(self, horizon: int, batch: int) -> Head | None:
+        with self.events_engine.begin() as conn:
+            last = conn.execute(
+                select(chain.c.position, chain.c.chain_hash)
+                .order_by(chain.c.position.desc())
+                .limit(1)
+            ).first()
+            head = Head(0, GENESIS.hex()) if last is None else Head(last[0], last[1])
+            column = self.position_column
+            rows = conn.execute(
+                text(
+                    f"SELECT {column}, topic, originator_id, originator_version, state "
+                    f"FROM {self.events_table} WHERE {column} > :after AND {column} <= :until "
+                    f"ORDER BY {column} LIMIT :limit"
+                ),
+                {"after": head.position, "until": horizon, "limit": batch},
+            ).all()
+            if not rows:
+                return head
+            now = bound(conn, chain.c.sealed_at, datetime.now(UTC))
+            prev, prev_position = bytes.fromhex(head.chain_hash), head.position
+            entries: list[tuple[object, ...]] = []
+            for position, topic, originator, version, state in rows:
+                prev = link(
+                    prev, position, topic, originator_text(originator), version, as_bytes(state)
+                )
+                entries.append((position, prev_position, prev.hex(), now))
+                prev_position = position
+            insert_rows(conn, chain, CHAIN_COLUMNS, entries)
         return None
 
 

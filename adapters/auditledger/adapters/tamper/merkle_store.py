@@ -13,8 +13,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, delete, select
 
+from auditledger.adapters.tamper.driver_rows import Row, insert_rows, update_rows
 from auditledger.adapters.tamper.merkle import Subtree
 from auditledger.adapters.tamper.merkle_errors import TreeDamaged
 from auditledger.adapters.tamper.tables import merkle_runs, merkle_tiles
@@ -185,35 +186,26 @@ class _Tiles:
             self.touched.add(key)
 
     def write(self) -> None:
-        inserts, updates = [], []
+        inserts: list[Row] = []
+        updates: list[Row] = []
         for key in sorted(self.touched):
             rows = self.rows[key]
             assert rows is not None
-            body = {"width": len(rows[0]) // HASH, "hashes": bytes(b"".join(rows))}
+            width, hashes = len(rows[0]) // HASH, bytes(b"".join(rows))
             if key in self.stored:
-                updates.append({"t_level": key[0], "t_index": key[1], **body})
+                updates.append((width, hashes, *key))
             else:
-                inserts.append({"level": key[0], "tile_index": key[1], **body})
-        if inserts:
-            self.conn.execute(merkle_tiles.insert(), inserts)
-        if updates:
-            self.conn.execute(
-                update(merkle_tiles).where(
-                    and_(
-                        merkle_tiles.c.level == bindparam("t_level"),
-                        merkle_tiles.c.tile_index == bindparam("t_index"),
-                    )
-                ),
-                updates,
-            )
+                inserts.append((*key, width, hashes))
+        insert_rows(self.conn, merkle_tiles, ("level", "tile_index", "width", "hashes"), inserts)
+        update_rows(self.conn, merkle_tiles, ("width", "hashes"), ("level", "tile_index"), updates)
 
 
 def _write_runs(conn: Connection, head: TreeHead, leaves: Sequence[tuple[int, bytes]]) -> None:
-    runs, last, index = [], head.last_position, head.size
+    runs: list[Row] = []
+    last, index = head.last_position, head.size
     for position, _ in leaves:
         if position != last + 1 or index == 0:
-            runs.append({"position": position, "leaf_index": index})
+            runs.append((position, index))
         last = position
         index += 1
-    if runs:
-        conn.execute(merkle_runs.insert(), runs)
+    insert_rows(conn, merkle_runs, ("position", "leaf_index"), runs)
