@@ -32,7 +32,7 @@ from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import payload_erasures, payloads
 from auditledger.adapters.tamper.chain_format import GENESIS, originator_text
 from auditledger.adapters.tamper.driver_rows import bound, insert_rows
-from auditledger.adapters.tamper.merkle import chain_link, leaf_bytes
+from auditledger.adapters.tamper.merkle import chain_and_leaf_hash
 from auditledger.adapters.tamper.merkle_store import extend, head_under
 from auditledger.adapters.tamper.tables import CHAIN_TABLES, chain, metadata
 from auditledger.domain.errors import StoreError
@@ -357,19 +357,20 @@ class RawLog:
             now = bound(conn, chain.c.sealed_at, datetime.now(UTC))
             prev, prev_position = bytes.fromhex(head.chain_hash), head.position
             entries: list[tuple[object, ...]] = []
-            leaves = []
+            positions, leaves = [], []
             for position, topic, originator, version, state in rows:
-                leaf = leaf_bytes(
-                    position, topic, originator_text(originator), version, as_bytes(state)
+                link, leaf = chain_and_leaf_hash(
+                    prev, position, topic, originator_text(originator), version, as_bytes(state)
                 )
-                leaves.append((position, leaf))
+                positions.append(position)
+                leaves.append(leaf)
                 if behind:
                     continue
-                prev = chain_link(prev, leaf)
-                entries.append((position, prev_position, prev.hex(), now))
+                prev = link
+                entries.append((position, prev_position, link.hex(), now))
                 prev_position = position
             insert_rows(conn, chain, CHAIN_COLUMNS, entries)
-            extend(conn, tree, leaves)
+            extend(conn, tree, positions, leaves)
         return None
 
 
