@@ -360,7 +360,12 @@ class RawLog:
             positions, leaves = [], []
             for position, topic, originator, version, state in rows:
                 link, leaf = chain_and_leaf_hash(
-                    prev, position, topic, originator_text(originator), version, as_bytes(state)
+                    prev,
+                    position,
+                    topic,
+                    originator if type(originator) is str else originator_text(originator),
+                    version,
+                    state if type(state) is bytes else as_bytes(state),
                 )
                 positions.append(position)
                 leaves.append(leaf)
