@@ -39,8 +39,8 @@ def seal(url: str) -> int:
         return log.seal().position
 
 
-def reference_root(url: str) -> tuple[int, str]:
-    """(size, RFC 9162 root) of the sealed events, from the raw rows, written from the RFC."""
+def reference_leaves(url: str) -> list[bytes]:
+    """The leaf bytes of the sealed events, from the raw rows, written from merkle.py's text."""
     with RawLog.open(url) as log:
         sealed = {entry.position for batch in log.chain_entries() for entry in batch}
         leaves = [
@@ -57,6 +57,12 @@ def reference_root(url: str) -> tuple[int, str]:
             for e in batch
             if e.position in sealed
         ]
+    return leaves
+
+
+def reference_root(url: str) -> tuple[int, str]:
+    """(size, RFC 9162 root) of the sealed events, written from the RFC."""
+    leaves = reference_leaves(url)
 
     def mth(part: list[bytes]) -> bytes:
         if len(part) == 1:
@@ -139,6 +145,68 @@ def test_the_tree_grows_batch_by_batch_to_the_same_root(url: str) -> None:
     size, root = reference_root(url)
     assert size == len(RawStore(url).positions())
     assert prove_consistency(url, 1).new_root == root
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 4, 7, 1000])
+def test_a_log_with_holes_proves_every_position_whichever_batches_seal_it(
+    url: str, batch: int
+) -> None:
+    raw = RawStore(url)
+    for hole in (2, 5, 6, 9):  # inserts that rolled back: a gap at or inside a batch
+        raw.delete_event(hole)
+    positions = raw.positions()
+    raw.close()
+    with RawLog.open(url) as log:
+        log.seal(batch=batch)
+    size, root = reference_root(url)
+    assert size == len(positions)
+    for leaf_index, position in enumerate(positions):
+        (proof,) = prove(url, position=position)
+        assert (proof.leaf_index, proof.tree_size, proof.root_hash) == (leaf_index, size, root)
+    with RawLog.open(url) as log, log.events_engine.connect() as conn:
+        runs = conn.execute(text("SELECT position FROM merkle_runs ORDER BY position")).all()
+    assert [row[0] for row in runs] == [1, 3, 7, 10]
+
+
+def reference_tiles(leaves: list[bytes]) -> list[tuple[int, int, int, bytes]]:
+    """(level, tile_index, width, hashes) of every tile, from tables.merkle_tiles' text."""
+    levels = [[hashlib.sha256(b"\x00" + leaf).digest() for leaf in leaves]]
+    while len(levels[-1]) > 1:
+        below = levels[-1]
+        levels.append(
+            [
+                hashlib.sha256(b"\x01" + below[j] + below[j + 1]).digest()
+                for j in range(0, len(below) - 1, 2)
+            ]
+        )
+    tiles = []
+    for level in range(0, len(levels), 4):
+        for index in range(0, (len(levels[level]) + 15) // 16):
+            width = min(16, len(levels[level]) - 16 * index)
+            rows = [
+                b"".join(levels[level + row][index * (16 >> row) :][: width >> row])
+                for row in range(4)
+                if level + row < len(levels)
+            ]
+            tiles.append((level // 4, index, width, b"".join(rows)))
+    return tiles
+
+
+@pytest.mark.parametrize("batches", [[1000], [1, 2, 3, 5, 16, 17, 1000], [15, 1, 16, 31, 1000]])
+def test_the_stored_tiles_are_laid_out_as_documented_whatever_the_batches(
+    url: str, batches: list[int]
+) -> None:
+    record_history(url, [Token((1, 2, 3), "completed", False)] * 12, seed=7, prefix="tiles")
+    with RawLog.open(url) as log:
+        for batch in batches:
+            log.seal(batch=batch)
+    with RawLog.open(url) as log, log.events_engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT level, tile_index, width, hashes FROM merkle_tiles ORDER BY 1, 2")
+        ).all()
+    leaves = reference_leaves(url)
+    assert len(leaves) > 64
+    assert [(*row[:3], bytes(row[3])) for row in stored] == reference_tiles(leaves)
 
 
 def test_one_seal_goes_on_past_a_hundred_batches(url: str) -> None:

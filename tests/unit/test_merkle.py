@@ -21,7 +21,7 @@ from auditledger.adapters.tamper.chain_format import link
 from auditledger.adapters.tamper.merkle import (
     EMPTY_ROOT,
     append,
-    chain_link,
+    chain_and_leaf_hash,
     consistency_spans,
     inclusion_spans,
     leaf_bytes,
@@ -234,9 +234,11 @@ def test_the_stand_alone_verifier_imports_only_the_standard_library() -> None:
 
 
 @given(st.integers(1, 2**40), st.text(max_size=20), st.text(max_size=40), st.binary(max_size=64))
-def test_the_chain_link_from_a_leaf_is_the_chains_own_link(
+def test_the_sealers_two_hashes_are_the_chains_own_link_and_the_leaf_hash(
     position: int, topic: str, originator: str, state: bytes
 ) -> None:
     prev = hashlib.sha256(state).digest()
-    leaf = leaf_bytes(position, topic, originator, 3, state)
-    assert chain_link(prev, leaf) == link(prev, position, topic, originator, 3, state)
+    assert chain_and_leaf_hash(prev, position, topic, originator, 3, state) == (
+        link(prev, position, topic, originator, 3, state),
+        leaf_hash(leaf_bytes(position, topic, originator, 3, state)),
+    )

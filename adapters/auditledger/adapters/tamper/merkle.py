@@ -29,7 +29,7 @@ from auditledger.adapters.tamper.chain_format import DOMAIN
 
 LEAF_DOMAIN = b"auditledger-leaf-v1\x00"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
-_LEAF_FIELDS = len(LEAF_DOMAIN)
+_LEAF_INPUT = b"\x00" + LEAF_DOMAIN
 
 Subtree = tuple[int, int]
 """(level, index): the complete subtree of 2**level leaves starting at index * 2**level."""
@@ -58,10 +58,25 @@ def leaf_bytes(position: int, topic: str, originator: str, version: int, state: 
     )
 
 
-def chain_link(prev: bytes, leaf: bytes) -> bytes:
-    """chain_format.link of the leaf's event: the chain hashes the same fields after its own
-    domain tag and the previous chain hash, so the sealer builds the bytes once."""
-    return _sha256(DOMAIN + prev + memoryview(leaf)[_LEAF_FIELDS:]).digest()
+def chain_and_leaf_hash(
+    prev: bytes, position: int, topic: str, originator: str, version: int, state: bytes
+) -> tuple[bytes, bytes]:
+    """(chain_format.link of the event, its leaf hash): the chain hashes the leaf's fields
+    after its own domain tag and the previous chain hash, so the sealer serialises them once."""
+    topic_bytes = topic.encode("utf-8")
+    originator_bytes = originator.encode("utf-8")
+    fields = (
+        _HEAD.pack(position, len(topic_bytes)),
+        topic_bytes,
+        _LEN.pack(len(originator_bytes)),
+        originator_bytes,
+        _TAIL.pack(version, len(state)),
+        state,
+    )
+    return (
+        _sha256(b"".join((DOMAIN, prev, *fields))).digest(),
+        _sha256(b"".join((_LEAF_INPUT, *fields))).digest(),
+    )
 
 
 def leaf_hash(leaf: bytes) -> bytes:

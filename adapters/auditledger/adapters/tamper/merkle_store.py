@@ -13,8 +13,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, delete, select
 
+from auditledger.adapters.tamper.driver_rows import Row, insert_rows, update_rows
 from auditledger.adapters.tamper.merkle import Subtree
 from auditledger.adapters.tamper.merkle_errors import TreeDamaged
 from auditledger.adapters.tamper.tables import merkle_runs, merkle_tiles
@@ -24,6 +25,8 @@ TILE_WIDTH = 1 << TILE_HEIGHT
 HASH = 32
 
 TileKey = tuple[int, int]
+TILE_COLUMNS = ("level", "tile_index", "width", "hashes")
+RUN_COLUMNS = ("position", "leaf_index")
 _sha256 = hashlib.sha256
 
 
@@ -101,49 +104,59 @@ def head_under(conn: Connection, sealed_position: int) -> TreeHead:
     return TreeHead(0, 0)
 
 
-def extend(conn: Connection, head: TreeHead, leaves: Sequence[tuple[int, bytes]]) -> TreeHead:
-    """Append (position, leaf bytes) pairs, in log order, after the tree's last leaf.
+def extend(
+    conn: Connection, head: TreeHead, positions: Sequence[int], leaf_hashes: Sequence[bytes]
+) -> TreeHead:
+    """Append leaves (their log positions, strictly increasing, and their leaf hashes) after
+    the tree's last leaf.
 
     Level by level: the new nodes of a level are a run of indexes; pairs of them (the first
     paired with its stored left sibling when its index is odd) make the next level's run."""
-    if not leaves:
+    if not positions:
         return head
     tiles = _Tiles(conn, head.size)
-    first, hashes = head.size, [_sha256(b"\x00" + leaf).digest() for _, leaf in leaves]
-    level = 0
+    first, hashes, level = head.size, leaf_hashes, 0
+    runs: list[tuple[int, bytes]] = []
     while hashes:
-        tiles.put_run(level, first, hashes)
+        runs.append((first, b"".join(hashes)))
         if first & 1:
             hashes = [tiles.node((level, first - 1)), *hashes]
             first -= 1
+        pairs = iter(hashes)  # a lone last node waits for its sibling in a later batch
         hashes = [
             _sha256(b"\x01" + left + right).digest()
-            for left, right in zip(hashes[0::2], hashes[1::2], strict=False)
+            for left, right in zip(pairs, pairs, strict=False)
         ]
         first >>= 1
         level += 1
-    tiles.write()
-    _write_runs(conn, head, leaves)
-    return TreeHead(head.size + len(leaves), leaves[-1][0])
+    inserts: list[Row] = []
+    updates: list[Row] = []
+    for tile_level in range(0, len(runs), TILE_HEIGHT):
+        new, grown = tiles.grown(tile_level // TILE_HEIGHT, runs[tile_level : tile_level + 4])
+        inserts += new
+        updates += grown
+    insert_rows(conn, merkle_tiles, TILE_COLUMNS, inserts)
+    update_rows(conn, merkle_tiles, ("width", "hashes"), ("level", "tile_index"), updates)
+    _write_runs(conn, head, positions)
+    return TreeHead(head.size + len(positions), positions[-1])
 
 
 class _Tiles:
-    """The tiles one seal batch reads and grows (rows of concatenated hashes), then writes."""
+    """The stored tiles one seal batch reads (each once), and the rows of those it grows."""
 
     def __init__(self, conn: Connection, size: int) -> None:
         self.conn = conn
         self.size = size
-        self.rows: dict[TileKey, list[bytearray] | None] = {}
-        self.stored: set[TileKey] = set()
-        self.touched: set[TileKey] = set()
+        self.stored: dict[TileKey, list[bytes] | None] = {}
 
     def may_exist(self, key: TileKey) -> bool:
         """Whether a tree of this size has a node in the tile."""
         level, index = key
         return self.size >> (level * TILE_HEIGHT) > index * TILE_WIDTH
 
-    def get(self, key: TileKey) -> list[bytearray] | None:
-        if key not in self.rows:
+    def rows(self, key: TileKey) -> list[bytes] | None:
+        """A stored tile's rows of concatenated hashes; None when it is not stored."""
+        if key not in self.stored:
             found = None
             if self.may_exist(key):
                 found = self.conn.execute(
@@ -151,69 +164,73 @@ class _Tiles:
                         and_(merkle_tiles.c.level == key[0], merkle_tiles.c.tile_index == key[1])
                     )
                 ).first()
-            self.rows[key] = None
-            if found is not None:
-                self.stored.add(key)
-                self.rows[key] = [bytearray(b"".join(row)) for row in decode_tile(*found)]
-        return self.rows[key]
+            self.stored[key] = (
+                None if found is None else [b"".join(row) for row in decode_tile(*found)]
+            )
+        return self.stored[key]
 
     def node(self, subtree: Subtree) -> bytes:
-        rows = self.get(tile_key(subtree))
+        rows = self.rows(tile_key(subtree))
         row, place = tile_slot(subtree)
         if rows is None or len(rows[row]) < HASH * (place + 1):
             raise TreeDamaged(f"the stored tree of {self.size} leaves lacks subtree {subtree}")
-        return bytes(rows[row][HASH * place : HASH * (place + 1)])
+        return rows[row][HASH * place : HASH * (place + 1)]
 
-    def put_run(self, level: int, first: int, hashes: list[bytes]) -> None:
-        """Nodes first, first + 1, ... of a level, into the tiles they fall in."""
-        row, per_tile = level % TILE_HEIGHT, TILE_WIDTH >> (level % TILE_HEIGHT)
-        done, end = 0, first + len(hashes)
-        while first + done < end:
-            index = first + done
-            key = (level // TILE_HEIGHT, index // per_tile)
-            rows = self.get(key)
-            if rows is None:
-                rows = self.rows[key] = [bytearray() for _ in range(TILE_HEIGHT)]
-            if len(rows[row]) != HASH * (index % per_tile):
+    def grown(
+        self, tile_level: int, levels: list[tuple[int, bytes]]
+    ) -> tuple[list[Row], list[Row]]:
+        """(tile rows to insert, to update) of the tiles of one tile level that new nodes
+        fall in (levels: per tree level of the tile level, the first new node's index and the
+        new nodes' hashes joined). Only the first tile can be stored already: each level's
+        new nodes start in it (tile index = node index >> (4 - row) at every row)."""
+        first = levels[0][0]
+        start = first // TILE_WIDTH
+        count = (first + len(levels[0][1]) // HASH - 1) // TILE_WIDTH - start + 1
+        stored = self.rows((tile_level, start))
+        pieces: list[list[bytes]] = []
+        for row in range(TILE_HEIGHT):
+            if row >= len(levels):
+                pieces.append([b""] * count)
+                continue
+            level_first, nodes = levels[row]
+            step = HASH * (TILE_WIDTH >> row)
+            offset = HASH * (start * (TILE_WIDTH >> row) - level_first)  # <= 0
+            have = b"" if stored is None else stored[row]
+            if len(have) != -offset:
                 raise TreeDamaged(
-                    f"tile {key} holds {len(rows[row]) // HASH} nodes in row {row}, "
-                    f"not {index % per_tile}"
+                    f"tile {(tile_level, start)} holds {len(have) // HASH} nodes in row {row}, "
+                    f"not {-offset // HASH}"
                 )
-            take = min(end, (index // per_tile + 1) * per_tile) - index
-            rows[row] += b"".join(hashes[done : done + take])
-            done += take
-            self.touched.add(key)
-
-    def write(self) -> None:
-        inserts, updates = [], []
-        for key in sorted(self.touched):
-            rows = self.rows[key]
-            assert rows is not None
-            body = {"width": len(rows[0]) // HASH, "hashes": bytes(b"".join(rows))}
-            if key in self.stored:
-                updates.append({"t_level": key[0], "t_index": key[1], **body})
-            else:
-                inserts.append({"level": key[0], "tile_index": key[1], **body})
-        if inserts:
-            self.conn.execute(merkle_tiles.insert(), inserts)
-        if updates:
-            self.conn.execute(
-                update(merkle_tiles).where(
-                    and_(
-                        merkle_tiles.c.level == bindparam("t_level"),
-                        merkle_tiles.c.tile_index == bindparam("t_index"),
-                    )
-                ),
-                updates,
+            pieces.append(
+                [nodes[: offset + step]]
+                + [nodes[offset + step * k : offset + step * (k + 1)] for k in range(1, count)]
             )
+        if stored is not None:
+            for row in range(TILE_HEIGHT):
+                pieces[row][0] = stored[row] + pieces[row][0]
+        tiles: list[Row] = [
+            (tile_level, start + k, len(row0) // HASH, b"".join((row0, *upper)))
+            for k, (row0, *upper) in enumerate(zip(*pieces, strict=True))
+        ]
+        if stored is None:
+            return tiles, []
+        _, _, width, hashes = tiles[0]
+        return tiles[1:], [(width, hashes, tile_level, start)]
 
 
-def _write_runs(conn: Connection, head: TreeHead, leaves: Sequence[tuple[int, bytes]]) -> None:
-    runs, last, index = [], head.last_position, head.size
-    for position, _ in leaves:
+def _write_runs(conn: Connection, head: TreeHead, positions: Sequence[int]) -> None:
+    """A run row where a leaf's position does not follow its predecessor's (and for leaf 0).
+    Positions strictly increase, so a batch whose last is count - 1 past its first has no
+    gap inside: at most its first leaf starts a run."""
+    last, index = head.last_position, head.size
+    if positions[-1] - positions[0] == len(positions) - 1:
+        if positions[0] != last + 1 or index == 0:
+            insert_rows(conn, merkle_runs, RUN_COLUMNS, [(positions[0], index)])
+        return
+    runs: list[Row] = []
+    for position in positions:
         if position != last + 1 or index == 0:
-            runs.append({"position": position, "leaf_index": index})
+            runs.append((position, index))
         last = position
         index += 1
-    if runs:
-        conn.execute(merkle_runs.insert(), runs)
+    insert_rows(conn, merkle_runs, RUN_COLUMNS, runs)

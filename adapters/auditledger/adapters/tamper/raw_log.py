@@ -31,7 +31,8 @@ from auditledger.adapters.storage.errors import first_line, shown, store_errors
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.storage.tables import payload_erasures, payloads
 from auditledger.adapters.tamper.chain_format import GENESIS, originator_text
-from auditledger.adapters.tamper.merkle import chain_link, leaf_bytes
+from auditledger.adapters.tamper.driver_rows import bound, insert_rows
+from auditledger.adapters.tamper.merkle import chain_and_leaf_hash
 from auditledger.adapters.tamper.merkle_store import extend, head_under
 from auditledger.adapters.tamper.tables import CHAIN_TABLES, chain, metadata
 from auditledger.domain.errors import StoreError
@@ -40,6 +41,9 @@ from auditledger.domain.payload_status import Erased, Removal
 _PAYLOAD_CHUNK = 5_000 if sqlite3.sqlite_version_info >= (3, 32) else 500
 """Digests looked up per query: SQLite allows 32,766 parameters since 3.32 (999 before);
 fewer, larger queries make the verifier's payload reads cheaper."""
+
+
+CHAIN_COLUMNS = ("position", "prev_position", "chain_hash", "sealed_at")
 
 
 class RawEvent(NamedTuple):
@@ -350,29 +354,28 @@ class RawLog:
             ).all()
             if not rows:
                 return head
-            now = datetime.now(UTC)
+            now = bound(conn, chain.c.sealed_at, datetime.now(UTC))
             prev, prev_position = bytes.fromhex(head.chain_hash), head.position
-            entries, leaves = [], []
+            entries: list[tuple[object, ...]] = []
+            positions, leaves = [], []
             for position, topic, originator, version, state in rows:
-                leaf = leaf_bytes(
-                    position, topic, originator_text(originator), version, as_bytes(state)
+                link, leaf = chain_and_leaf_hash(
+                    prev,
+                    position,
+                    topic,
+                    originator if type(originator) is str else originator_text(originator),
+                    version,
+                    state if type(state) is bytes else as_bytes(state),
                 )
-                leaves.append((position, leaf))
+                positions.append(position)
+                leaves.append(leaf)
                 if behind:
                     continue
-                prev = chain_link(prev, leaf)
-                entries.append(
-                    {
-                        "position": position,
-                        "prev_position": prev_position,
-                        "chain_hash": prev.hex(),
-                        "sealed_at": now,
-                    }
-                )
+                prev = link
+                entries.append((position, prev_position, link.hex(), now))
                 prev_position = position
-            if entries:
-                conn.execute(chain.insert(), entries)
-            extend(conn, tree, leaves)
+            insert_rows(conn, chain, CHAIN_COLUMNS, entries)
+            extend(conn, tree, positions, leaves)
         return None
 
 
