@@ -502,6 +502,8 @@ class Ledger:
         """The id of a call's one parent, as it is now (in a unit: the unit's copy); refuses
         an unknown parent and, with open_only, one that is closed."""
         cls, parent_id = self._call_parent(state_id, operation_id)
+        if open_only and self.writes.holds_now(cls, parent_id, lambda p: not p.is_terminal):
+            return parent_id  # open as this process wrote it, nothing newer in the store
         parent = self.writes.read(cls, parent_id)
         if open_only and parent.is_terminal:
             raise ParentClosed(parent.id, parent.kind, parent.status)

@@ -6,7 +6,8 @@ directory, docs/architecture.md "Storage layout", gets `SeparatePayloadsSQLiteRe
 
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
-write lock is held, so the rows of one write take consecutive rowids).
+write lock is held, so the rows of one write take consecutive rowids); a single event (most
+writes) is one execute whose cursor has its rowid.
 
 A write goes only to the log file that was opened: its (device, inode) is pinned at open and
 looked at before each write transaction (one stat), so a log deleted or replaced under an
@@ -95,18 +96,19 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        c.executemany(
-            self.insert_events_statement,
-            [
-                (
-                    e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
-                    e.originator_version,
-                    e.topic,
-                    e.state,
-                )
-                for e in stored_events
-            ],
-        )
+        rows = [
+            (
+                e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
+                e.originator_version,
+                e.topic,
+                e.state,
+            )
+            for e in stored_events
+        ]
+        if len(rows) == 1:  # most writes: the cursor knows its row id, no second statement
+            c.execute(self.insert_events_statement, rows[0])
+            return [int(c.lastrowid)]
+        c.executemany(self.insert_events_statement, rows)
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
         return list(range(last - len(stored_events) + 1, last + 1))

@@ -174,6 +174,23 @@ class WritePath:
             unit.reads[aggregate_id] = aggregate
         return aggregate
 
+    def holds_now(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> bool:
+        """Whether `check` holds of the aggregate as this process last wrote it, and the store
+        has nothing newer for it (one indexed query, no replay). False means "not known
+        here": read it. Never inside a unit of work (the unit's copy is what counts there)."""
+        if self._unit() is not None:
+            return False
+        aggregate_id = self.parse_id(cls, raw_id)
+        seen = self.cache.look(
+            aggregate_id, lambda a: a.version if isinstance(a, cls) and check(a) else None
+        )
+        if seen is None:
+            return False
+        try:
+            return not self.app.recorder.select_events(aggregate_id, gt=seen, limit=1)
+        except PersistenceError as error:
+            raise StoreError(f"reading {aggregate_id}: {error}") from None
+
     # Commands
 
     def create(
