@@ -144,8 +144,8 @@ class SharedPools:
 
 def process_context(ssl_options: Mapping[str, Any]) -> ssl.SSLContext | None:
     """The process's SSL context for verify=True or False and no cert, keyed by the
-    environment read when one is built (CA file or directory, key log); None for options it does not cover (a CA
-    path, an SSLContext of the caller's, a client certificate)."""
+    environment read when one is built (CA file or directory, key log); None for options
+    it does not cover (a CA path, an SSLContext of the caller's, a client certificate)."""
     verify, trust_env = ssl_options.get("verify", True), ssl_options.get("trust_env", True)
     if type(verify) is not bool or type(trust_env) is not bool or "cert" in ssl_options:
         return None

@@ -174,6 +174,18 @@ class WritePath:
             unit.reads[aggregate_id] = aggregate
         return aggregate
 
+    def read_guarded(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> A:
+        """For a command that commits with a read guard on this aggregate (create_checked):
+        the copy this process last read, without asking the store, when `check` holds of it
+        (should the store have closed it since, the guard refuses the write and the command
+        runs again on a fresh read); else, or in a unit of work, `read`."""
+        if self._unit() is None:
+            aggregate_id = self.parse_id(cls, raw_id)
+            seen = self._reads.look(aggregate_id, lambda a: a if isinstance(a, cls) else None)
+            if seen is not None and check(seen):
+                return seen
+        return self.read(cls, raw_id)
+
     def holds_now(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> bool:
         """Whether `check` holds of the aggregate as this process last wrote it, and the store
         has nothing newer for it (one indexed query, no replay). False means "not known
