@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/async_calls.py [--rows 150] [--async-rows 400] [--concurrency 40]
                                           [--latency-ms 20] [--tokens 1000] [--repeat 3]
+                                          [--only sync]
 
 Against the fake provider (provider_server.serving, in this process, fixed latency), SQLite:
 1. sync: N rows through one plain openai.OpenAI, then N audited rows (a row = open_state, one
@@ -249,6 +250,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--tokens", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("sync",), help="part 1 alone")
     args = parser.parse_args()
     print(f"load at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     print(
@@ -275,6 +277,9 @@ def main() -> None:
             f"  [note] audit cost per row {per_row:.1f} ms; one commit costs "
             f"{commit_ms():.1f} ms here (3 per row: open_state, the call, complete_state)"
         )
+        if args.only == "sync":
+            print(f"\nload at end: {os.getloadavg()}")
+            return
 
         def plain_async() -> tuple[float, float]:
             return async_plain(base, args.async_rows, args.concurrency)
