@@ -177,13 +177,17 @@ class WritePath:
     def read_guarded(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> A:
         """For a command that commits with a read guard on this aggregate (create_checked):
         the copy this process last read, without asking the store, when `check` holds of it
-        (should the store have closed it since, the guard refuses the write and the command
-        runs again on a fresh read); else, or in a unit of work, `read`."""
-        if self._unit() is None:
+        and this process wrote nothing newer of it (should the store have closed it since,
+        the guard refuses the write, payloads and all, and the command runs again on a fresh
+        read); else `read`. Only where a write's payloads share its transaction (SQLite,
+        PostgreSQL), and never in a unit of work."""
+        if self._unit() is None and self.writer.payloads_in_transaction:
             aggregate_id = self.parse_id(cls, raw_id)
             seen = self._reads.look(aggregate_id, lambda a: a if isinstance(a, cls) else None)
             if seen is not None and check(seen):
-                return seen
+                written = self.cache.look(aggregate_id, lambda a: a.version)
+                if written is None or written <= seen.version:
+                    return seen
         return self.read(cls, raw_id)
 
     def holds_now(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> bool:
