@@ -3,6 +3,7 @@
     .venv/bin/python bench/async_calls.py [--rows 150] [--async-rows 400] [--concurrency 40]
                                           [--latency-ms 20] [--tokens 1000] [--repeat 3]
                                           [--provider process|inline] [--gc-freeze]
+                                          [--only sync]
 
 Against the fake provider with fixed latency (`auditledger fake-provider`, a process of its own,
 as a real provider would be; --provider inline serves it from threads of this process, whose
@@ -333,6 +334,7 @@ def main() -> None:
         help="gc.freeze() after the warm-up (both pipelines): what an application that freezes "
         "its start-up heap sees; full collections then skip the imported modules' objects",
     )
+    parser.add_argument("--only", choices=("sync",), help="part 1 alone")
     args = parser.parse_args()
     print(f"load at start: {os.getloadavg()}  cores: {os.cpu_count()}")
     print(
@@ -362,6 +364,9 @@ def main() -> None:
             f"  [note] audit cost per row {per_row:.1f} ms; one commit costs "
             f"{commit_ms():.1f} ms here (3 per row: open_state, the call, complete_state)"
         )
+        if args.only == "sync":
+            print(f"\nload at end: {os.getloadavg()}")
+            return
 
         def plain_async() -> Timing:
             return async_plain(base, args.async_rows, args.concurrency)

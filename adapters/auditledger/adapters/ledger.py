@@ -45,7 +45,7 @@ from auditledger.domain.errors import (
 )
 from auditledger.domain.node_state import NodeState, state_id_for
 from auditledger.domain.operation import Operation
-from auditledger.domain.run import Run, Unsettled
+from auditledger.domain.run import RUNNING, Run, Unsettled
 from auditledger.projections import queries
 from auditledger.projections.rebuild import RebuildResult
 from auditledger.projections.runner import Progress
@@ -174,7 +174,7 @@ class Ledger:
         input: Any = None,
         attempt: int = 0,
     ) -> str:
-        run = self.writes.read(Run, run_id)
+        run = self.writes.read_guarded(Run, run_id, _running)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
 
@@ -282,7 +282,7 @@ class Ledger:
         input: Any = None,
         operation_id: str | UUID | None = None,
     ) -> str:
-        run = self.writes.read(Run, run_id)
+        run = self.writes.read_guarded(Run, run_id, _running)
         run.require_running()
         payloads = [] if input is None else [Payload.of_json(input, "input")]
         new_id = uuid4() if operation_id is None else self.writes.parse_id(Operation, operation_id)
@@ -400,7 +400,7 @@ class Ledger:
         *,
         batch_id: str | UUID | None = None,
     ) -> str:
-        run = self.writes.read(Run, run_id)
+        run = self.writes.read_guarded(Run, run_id, _running)
         run.require_running()
         new_id = uuid4() if batch_id is None else self.writes.parse_id(Batch, batch_id)
 
@@ -502,6 +502,8 @@ class Ledger:
         """The id of a call's one parent, as it is now (in a unit: the unit's copy); refuses
         an unknown parent and, with open_only, one that is closed."""
         cls, parent_id = self._call_parent(state_id, operation_id)
+        if open_only and self.writes.holds_now(cls, parent_id, lambda p: not p.is_terminal):
+            return parent_id  # open as this process wrote it, nothing newer in the store
         parent = self.writes.read(cls, parent_id)
         if open_only and parent.is_terminal:
             raise ParentClosed(parent.id, parent.kind, parent.status)
@@ -806,3 +808,7 @@ class Ledger:
         return self.erasures.erase(
             run, token_id, reason=reason, override_retention=override_retention
         )
+
+
+def _running(run: Run) -> bool:
+    return run.status == RUNNING

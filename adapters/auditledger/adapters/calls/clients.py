@@ -18,7 +18,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -128,7 +128,7 @@ class ClientFactory:
         """A real openai.OpenAI; each HTTP exchange (retries too) is an llm call with a summary."""
         import openai as openai_sdk  # imported on first use: it is heavy
 
-        kwargs = _checked(openai_kwargs, _accepted("openai.OpenAI"))
+        kwargs = _parsed_base_url(_checked(openai_kwargs, _accepted("openai.OpenAI")))
         options = take_transport_options(kwargs)
         inner = self.sync_inner(transport, options)
         sink = self.sink(state_id, operation_id, call_type, summarise_exchange, ends_event_stream)
@@ -152,7 +152,7 @@ class ClientFactory:
     ) -> openai_sdk.AsyncOpenAI:
         import openai as openai_sdk  # imported on first use
 
-        kwargs = _checked(openai_kwargs, _accepted("openai.AsyncOpenAI"))
+        kwargs = _parsed_base_url(_checked(openai_kwargs, _accepted("openai.AsyncOpenAI")))
         inner = self.async_inner(transport, take_transport_options(kwargs))
         sink, check = self.sink_and_check(
             state_id, operation_id, call_type, summarise_exchange, ends_event_stream, lazy=lazy
@@ -314,6 +314,21 @@ def _checked(kwargs: dict[str, Any], accepted: frozenset[str]) -> dict[str, Any]
             "options", unknown, f"not accepted; the accepted options are {sorted(accepted)}"
         )
     return dict(kwargs)
+
+
+def _parsed_base_url(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """base_url= as the SDK makes it (an httpx.URL whose path ends in /), parsed once per
+    spelling: a client per node state would otherwise parse the same URL twice each."""
+    base_url = kwargs.get("base_url")
+    if type(base_url) is str:
+        kwargs["base_url"] = _base_url(base_url)
+    return kwargs
+
+
+@lru_cache(maxsize=64)
+def _base_url(text: str) -> httpx.URL:
+    url = httpx.URL(text)
+    return url if url.raw_path.endswith(b"/") else url.copy_with(raw_path=url.raw_path + b"/")
 
 
 def _replaying(kwargs: dict[str, Any], accepted: frozenset[str]) -> dict[str, Any]:

@@ -253,6 +253,8 @@ class Exchange:
     def decoded_body(self) -> bytes:
         """The body as the caller sees it: Content-Encoding (gzip, br, ...) undone."""
         assert self.response is not None
+        if "content-encoding" not in self.response.headers:
+            return self.body  # nothing to undo (the common case: no Response built for it)
         return httpx.Response(200, headers=self.response.headers, content=self.body).content
 
     def response_json(self, *, truncated: bool) -> dict[str, Any]:

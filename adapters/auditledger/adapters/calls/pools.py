@@ -9,12 +9,15 @@ Invariants kept here:
 - per-state clients only ever borrow a pool (`Borrowed`, `AsyncBorrowed`): closing them
   leaves it open; `close()` (called by `Ledger.close()`) closes every sync pool, and the
   async pools whose loop it can still reach; `aclose()` closes the running loop's pools;
-- a transport the user passes is never in here: it stays the user's.
+- a transport the user passes is never in here: it stays the user's;
+- the SSL contexts of verify=True/False without a cert (the CA bundle alone costs tens of ms
+  of CPU to load) are built once per process and environment, and shared by every ledger.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import threading
 import weakref
@@ -42,6 +45,9 @@ TRANSPORT_OPTIONS = (
 _SSL_OPTIONS = ("verify", "cert", "trust_env")
 PoolKey = tuple[tuple[str, Hashable], ...]
 _closing: set[asyncio.Task[None]] = set()  # pools closing on a running loop, kept alive
+_SSL_ENVIRONMENT = ("SSL_CERT_FILE", "SSL_CERT_DIR", "SSLKEYLOGFILE")
+_process_contexts: dict[Hashable, ssl.SSLContext] = {}
+_process_lock = threading.Lock()
 
 
 def pool_key(options: Mapping[str, Any]) -> PoolKey:
@@ -150,6 +156,22 @@ class SharedPools:
         return built
 
 
+def process_context(ssl_options: Mapping[str, Any]) -> ssl.SSLContext | None:
+    """The process's SSL context for verify=True or False and no cert, keyed by the
+    environment read when one is built (CA file or directory, key log); None for options
+    it does not cover (a CA path, an SSLContext of the caller's, a client certificate)."""
+    verify, trust_env = ssl_options.get("verify", True), ssl_options.get("trust_env", True)
+    if type(verify) is not bool or type(trust_env) is not bool or "cert" in ssl_options:
+        return None
+    key = (verify, trust_env, *(os.environ.get(name) for name in _SSL_ENVIRONMENT))
+    with _process_lock:
+        context = _process_contexts.get(key)
+        if context is None:
+            context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+            _process_contexts[key] = context
+        return context
+
+
 class Borrowed(httpx.BaseTransport):
     """A non-closing view of a transport: closing the client that holds it keeps the pool."""
 
@@ -186,7 +208,7 @@ def _given_context(options: Mapping[str, Any]) -> bool:
 
 def _new_context(options: Mapping[str, Any]) -> ssl.SSLContext:
     ssl_options = {k: v for k, v in options.items() if k in _SSL_OPTIONS}
-    return httpx.create_ssl_context(**ssl_options)
+    return process_context(ssl_options) or httpx.create_ssl_context(**ssl_options)
 
 
 def _keyable(value: Any) -> Hashable:

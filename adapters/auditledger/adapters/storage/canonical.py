@@ -91,6 +91,8 @@ def _refuse_non_json(value: Any, what: str) -> bool:
         item, where, depth = stack.pop()
         kind = type(item)
         if kind is str:
+            if item.isascii():
+                continue
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError:
@@ -108,9 +110,12 @@ def _refuse_non_json(value: Any, what: str) -> bool:
                         raise NotCanonical(_path(where), f"object key {key!r} is not a string")
                     if type(key) is not str or not key.isascii():
                         simple = False
-                    stack.append((child, (where, ".", key), depth + 1))
+                    if not _plain_leaf(child):
+                        stack.append((child, (where, ".", key), depth + 1))
             else:
-                stack.extend((child, (where, "[", i), depth + 1) for i, child in enumerate(item))
+                for i, child in enumerate(item):
+                    if not _plain_leaf(child):
+                        stack.append((child, (where, "[", i), depth + 1))
         elif kind is int:
             if not -_SAFE_INTEGER <= item <= _SAFE_INTEGER:
                 simple = False
@@ -125,6 +130,17 @@ def _refuse_non_json(value: Any, what: str) -> bool:
         else:
             raise NotCanonical(_path(where), f"a {type(item).__name__} is not a JSON value")
     return simple
+
+
+def _plain_leaf(value: Any) -> bool:
+    """An ASCII str, None, a bool or a safe int: JSON as it is, nothing to look into (the
+    leaves of most call JSON, so they never go through the walk's stack)."""
+    kind = type(value)
+    if kind is str:
+        return value.isascii()  # type: ignore[no-any-return]
+    if kind is int:
+        return -_SAFE_INTEGER <= value <= _SAFE_INTEGER  # type: ignore[no-any-return]
+    return value is None or kind is bool
 
 
 def _path(where: Any) -> str:

@@ -6,11 +6,16 @@ directory, docs/architecture.md "Storage layout", gets `SeparatePayloadsSQLiteRe
 
 Cut from the library's path: it inserts the events one statement at a time to collect
 their rowids; here one executemany, and the rowids are read back from the last one (the
-write lock is held, so the rows of one write take consecutive rowids).
+write lock is held, so the rows of one write take consecutive rowids); a single event (most
+writes) is one execute whose cursor has its rowid.
 
 A write goes only to the log file that was opened: its (device, inode) is pinned at open and
 looked at before each write transaction (one stat), so a log deleted or replaced under an
 open ledger refuses writes with LogReplaced instead of writing into a file nobody will see.
+
+An aggregate's events are read with one SELECT on a pooled connection (SQLite runs a lone
+statement as its own read transaction): no BEGIN and ROLLBACK around it as the library has;
+its errors are translated to the library's exceptions the same way.
 
 Read and log guards (guards.py) are checked after the inserts: the write lock is held by then, so no
 other writer can record anything between the check and the commit.
@@ -19,6 +24,7 @@ other writer can record anything between the check and the commit.
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
@@ -29,6 +35,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from auditledger.adapters.storage.canonical import Payload
 from auditledger.adapters.storage.guards import Guard, LogGuard, ReadGuard
 from auditledger.adapters.storage.payloads import SQLITE_UPSERT, sqlite_payload_rows
+from auditledger.adapters.storage.sqlite_errors import translated
 from auditledger.domain.errors import LogReplaced
 
 
@@ -47,6 +54,48 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def check_log_file(self) -> None:
         if self.log_file is not None and _identity(self.log_file) != self.pinned:
             raise LogReplaced(self.log_file)
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        statement = self.select_events_statement
+        params: list[Any] = [
+            originator_id.hex if isinstance(originator_id, UUID) else originator_id
+        ]
+        if gt is not None:
+            statement += "AND originator_version>? "
+            params.append(gt)
+        if lte is not None:
+            statement += "AND originator_version<=? "
+            params.append(lte)
+        statement += f"ORDER BY originator_version {'DESC' if desc else 'ASC'} "
+        if limit is not None:
+            statement += "LIMIT ? "
+            params.append(limit)
+        with self.datastore.get_connection(commit=False) as connection:
+            cursor = connection.cursor().sqlite_cursor
+            try:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall()
+            except sqlite3.Error as error:
+                raise translated(error) from error
+            finally:
+                cursor.close()
+        return [
+            StoredEvent(
+                originator_id=self.convert_originator_id(row["originator_id"]),
+                originator_version=row["originator_version"],
+                topic=row["topic"],
+                state=row["state"],
+            )
+            for row in rows
+        ]
 
     def insert_events(
         self,
@@ -95,18 +144,19 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        c.executemany(
-            self.insert_events_statement,
-            [
-                (
-                    e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
-                    e.originator_version,
-                    e.topic,
-                    e.state,
-                )
-                for e in stored_events
-            ],
-        )
+        rows = [
+            (
+                e.originator_id.hex if isinstance(e.originator_id, UUID) else e.originator_id,
+                e.originator_version,
+                e.topic,
+                e.state,
+            )
+            for e in stored_events
+        ]
+        if len(rows) == 1:  # most writes: the cursor knows its row id, no second statement
+            c.execute(self.insert_events_statement, rows[0])
+            return [int(c.lastrowid)]
+        c.executemany(self.insert_events_statement, rows)
         c.execute("SELECT last_insert_rowid()")
         last = int(c.fetchone()[0])
         return list(range(last - len(stored_events) + 1, last + 1))

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from uuid import UUID
+
+T = TypeVar("T")
 
 
 class AggregateCache:
@@ -22,6 +25,13 @@ class AggregateCache:
     def take(self, aggregate_id: UUID) -> Any | None:
         with self._lock:
             return self._items.pop(aggregate_id, None)
+
+    def look(self, aggregate_id: UUID, at: Callable[[Any], T]) -> T | None:
+        """`at(entry)` under the lock, the entry left in place (None when absent): no command
+        runs on an entry (commands take it out first), so what `at` sees is consistent."""
+        with self._lock:
+            item = self._items.get(aggregate_id)
+            return None if item is None else at(item)
 
     def put(self, aggregate: Any) -> None:
         if self.maxsize <= 0:

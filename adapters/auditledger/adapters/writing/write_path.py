@@ -174,6 +174,39 @@ class WritePath:
             unit.reads[aggregate_id] = aggregate
         return aggregate
 
+    def read_guarded(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> A:
+        """For a command that commits with a read guard on this aggregate (create_checked):
+        the copy this process last read, without asking the store, when `check` holds of it
+        and this process wrote nothing newer of it (should the store have closed it since,
+        the guard refuses the write, payloads and all, and the command runs again on a fresh
+        read); else `read`. Only where a write's payloads share its transaction (SQLite,
+        PostgreSQL), and never in a unit of work."""
+        if self._unit() is None and self.writer.payloads_in_transaction:
+            aggregate_id = self.parse_id(cls, raw_id)
+            seen = self._reads.look(aggregate_id, lambda a: a if isinstance(a, cls) else None)
+            if seen is not None and check(seen):
+                written = self.cache.look(aggregate_id, lambda a: a.version)
+                if written is None or written <= seen.version:
+                    return seen
+        return self.read(cls, raw_id)
+
+    def holds_now(self, cls: type[A], raw_id: str | UUID, check: Callable[[A], bool]) -> bool:
+        """Whether `check` holds of the aggregate as this process last wrote it, and the store
+        has nothing newer for it (one indexed query, no replay). False means "not known
+        here": read it. Never inside a unit of work (the unit's copy is what counts there)."""
+        if self._unit() is not None:
+            return False
+        aggregate_id = self.parse_id(cls, raw_id)
+        seen = self.cache.look(
+            aggregate_id, lambda a: a.version if isinstance(a, cls) and check(a) else None
+        )
+        if seen is None:
+            return False
+        try:
+            return not self.app.recorder.select_events(aggregate_id, gt=seen, limit=1)
+        except PersistenceError as error:
+            raise StoreError(f"reading {aggregate_id}: {error}") from None
+
     # Commands
 
     def create(

@@ -33,6 +33,11 @@ class EventWriter:
         # our recorders (pg_recorder, sqlite_recorder) say whether they take the payloads
         self._payloads_in_transaction = bool(getattr(app.recorder, "holds_payloads", False))
 
+    @property
+    def payloads_in_transaction(self) -> bool:
+        """Whether a write's payloads commit in its events' transaction (else just before)."""
+        return self._payloads_in_transaction
+
     def stored(self, events: Iterable[Any]) -> list[StoredEvent]:
         to_stored = self.app.mapper.to_stored_event
         return [to_stored(event) for event in events]
