@@ -4,9 +4,12 @@ closing one keeps the pool, closing the ledger closes it, a user's transport sta
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import certifi
 import httpx
 import pytest
 
@@ -232,8 +235,16 @@ async def _the_loops_pool(ledger: Ledger) -> httpx.AsyncHTTPTransport:
 
 
 def test_an_async_client_has_its_ssl_context_built_off_the_event_loop(
-    sqlite_ledger: Ledger, server: ProviderServer, monkeypatch: pytest.MonkeyPatch
+    sqlite_ledger: Ledger,
+    server: ProviderServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    # A CA file of its own: the process's SSL contexts are kept per CA file, so this one has
+    # not been built by an earlier test of the process and must be built here, once.
+    ca_file = tmp_path / "ca.pem"
+    shutil.copy(certifi.where(), ca_file)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
     built_in: list[str] = []
     create = httpx.create_ssl_context
 
