@@ -43,18 +43,22 @@ _sha256 = hashlib.sha256
 
 
 def leaf_bytes(position: int, topic: str, originator: str, version: int, state: bytes) -> bytes:
+    return b"".join((LEAF_DOMAIN, *_fields(position, topic, originator, version, state)))
+
+
+def _fields(
+    position: int, topic: str, originator: str, version: int, state: bytes
+) -> tuple[bytes, ...]:
+    """The event's fields as the leaf (and the chain) serialise them, after the domain tag."""
     topic_bytes = topic.encode("utf-8")
     originator_bytes = originator.encode("utf-8")
-    return b"".join(
-        (
-            LEAF_DOMAIN,
-            _HEAD.pack(position, len(topic_bytes)),
-            topic_bytes,
-            _LEN.pack(len(originator_bytes)),
-            originator_bytes,
-            _TAIL.pack(version, len(state)),
-            state,
-        )
+    return (
+        _HEAD.pack(position, len(topic_bytes)),
+        topic_bytes,
+        _LEN.pack(len(originator_bytes)),
+        originator_bytes,
+        _TAIL.pack(version, len(state)),
+        state,
     )
 
 
@@ -63,16 +67,7 @@ def chain_and_leaf_hash(
 ) -> tuple[bytes, bytes]:
     """(chain_format.link of the event, its leaf hash): the chain hashes the leaf's fields
     after its own domain tag and the previous chain hash, so the sealer serialises them once."""
-    topic_bytes = topic.encode("utf-8")
-    originator_bytes = originator.encode("utf-8")
-    fields = (
-        _HEAD.pack(position, len(topic_bytes)),
-        topic_bytes,
-        _LEN.pack(len(originator_bytes)),
-        originator_bytes,
-        _TAIL.pack(version, len(state)),
-        state,
-    )
+    fields = _fields(position, topic, originator, version, state)
     return (
         _sha256(b"".join((DOMAIN, prev, *fields))).digest(),
         _sha256(b"".join((_LEAF_INPUT, *fields))).digest(),
