@@ -252,15 +252,9 @@ class ClientFactory:
     ) -> CallSink:
         """Where calls under the parent go; refuses an unknown parent, or one that is closed."""
         parent_id = self.ledger.call_parent_id(state_id, operation_id, open_only=True)
-        is_state = state_id is not None
-        return CallSink(
-            self.ledger,
-            str(parent_id) if is_state else None,
-            None if is_state else str(parent_id),
-            call_type,
-            summarise,
-            ends_stream,
-        )
+        if state_id is not None:
+            return self._sink_under(parent_id, None, call_type, summarise, ends_stream)
+        return self._sink_under(None, parent_id, call_type, summarise, ends_stream)
 
     def sink_and_check(
         self,
@@ -276,7 +270,22 @@ class ClientFactory:
         event loop) before the first request leaves."""
         if not lazy:
             return self.sink(state_id, operation_id, call_type, summarise, ends_stream), None
-        sink = CallSink(
+        sink = self._sink_under(state_id, operation_id, call_type, summarise, ends_stream)
+
+        def check() -> None:
+            self.ledger.call_parent_id(state_id, operation_id, open_only=True)
+
+        return sink, check
+
+    def _sink_under(
+        self,
+        state_id: str | UUID | None,
+        operation_id: str | UUID | None,
+        call_type: str,
+        summarise: Any,
+        ends_stream: Any,
+    ) -> CallSink:
+        return CallSink(
             self.ledger,
             None if state_id is None else str(state_id),
             None if operation_id is None else str(operation_id),
@@ -284,11 +293,6 @@ class ClientFactory:
             summarise,
             ends_stream,
         )
-
-        def check() -> None:
-            self.ledger.call_parent_id(state_id, operation_id, open_only=True)
-
-        return sink, check
 
     def cursor(
         self,
