@@ -14,7 +14,7 @@ the row's key and the rule, and nothing of the answer is served.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -303,18 +303,20 @@ def _batch_views(
     land: Landscape,
     rows: list[Any],
     availability: Availability,
+    loaded: Sequence[Any] = (),
     calls_of: Mapping[str, list[CallView]] | None = None,
 ) -> list[BatchView]:
+    """`loaded`: state rows already read, with their calls in `calls_of`; an executing state
+    among them is not read again."""
     members, states = land[tables.batch_members], land[tables.node_states]
     members_of = _grouped(conn, members, "batch_id", [b.batch_id for b in rows], members.c.ordinal)
     executors = list(dict.fromkeys(b.aggregation_state_id for b in rows if b.aggregation_state_id))
-    executed_by = {
-        sid: StateRef(**found[0]._mapping)
-        for sid, found in _grouped(conn, states, "state_id", executors, states.c.state_id).items()
-    }
-    known = dict(calls_of or {})
-    missing = [sid for sid in executors if sid not in known]
-    known.update(_calls_of(conn, land, "state_id", missing, availability))
+    state_of = {row.state_id: row for row in loaded}
+    missing = [sid for sid in executors if sid not in state_of]
+    for sid, found in _grouped(conn, states, "state_id", missing, states.c.state_id).items():
+        state_of[sid] = found[0]
+    executed_by = {sid: StateRef(**state_of[sid]._mapping) for sid in executors if sid in state_of}
+    known = {**(calls_of or {}), **_calls_of(conn, land, "state_id", missing, availability)}
     return [
         BatchView(
             **row._mapping,
@@ -352,7 +354,7 @@ def _state_views(
     executed = _grouped(conn, batches, "aggregation_state_id", ids, batches.c.created_at)
     batch_rows = [b for row in rows for b in executed.get(row.state_id, [])]
     views_of: dict[str, list[BatchView]] = {}
-    for view in _batch_views(conn, land, batch_rows, availability, calls_of):
+    for view in _batch_views(conn, land, batch_rows, availability, rows, calls_of):
         views_of.setdefault(view.aggregation_state_id or "", []).append(view)
     refs = {row._mapping.get(f"{name}_hash") for row in rows for name in STATE_REFS}
     status = availability(ref for ref in refs if ref is not None)

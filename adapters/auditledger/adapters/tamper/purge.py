@@ -22,7 +22,7 @@ from uuid import UUID
 from auditledger.adapters.storage.payloads import SqlPayloadStore
 from auditledger.adapters.storage.settings import StoreSettings
 from auditledger.adapters.tamper.chain_format import payload_digests
-from auditledger.adapters.tamper.erasure import record_purge_override
+from auditledger.adapters.tamper.erasure import owner_run, record_purge_override
 from auditledger.adapters.tamper.raw_log import RawLog
 from auditledger.domain.erasure import require_retention
 from auditledger.domain.errors import InvalidArgument
@@ -74,7 +74,7 @@ def purge_payloads(
         for event in events:
             digests = payload_digests(event.state)
             body = json.loads(event.state)
-            owner = _owner_run(event.topic, event.originator, body)
+            owner = owner_run(event.topic, event.originator, body)
             if owner is not None:
                 run_of[event.originator] = owner
             if not digests:
@@ -110,15 +110,6 @@ def purge_payloads(
     return PurgeResult(
         candidates=len(chosen), purged=purged, cutoff=cutoff, override_id=override_id
     )
-
-
-def _owner_run(topic: str, originator: str, body: dict[str, object]) -> str | None:
-    if topic.startswith("auditledger:Run."):
-        return originator.replace("-", "")
-    run = body.get("run_id")
-    if isinstance(run, dict) and isinstance(run.get("_data_"), str):
-        return str(run["_data_"]).replace("-", "")
-    return None
 
 
 def _run_hex(run_id: str) -> str:

@@ -241,28 +241,13 @@ class RawLog:
         found: dict[str, tuple[bytes | None, Removal]] = {}
         if not digests or not self.has_table(self.payloads_engine, payloads.name):
             return found
-        postgres = self.payloads_engine.dialect.name == "postgresql"
-        columns = "SELECT hash, data, purged_at FROM payloads WHERE hash"
-        erased = (
-            self._erasures(digests)
-            if self.has_table(self.payloads_engine, payload_erasures.name)
-            else {}
-        )
-        for start in range(0, len(digests), _PAYLOAD_CHUNK):
-            chunk = list(digests[start : start + _PAYLOAD_CHUNK])
-            params: Sequence[object] = [chunk] if postgres else chunk
-            statement = (
-                f"{columns} = ANY(%s)"
-                if postgres
-                else f"{columns} IN ({','.join('?' * len(chunk))})"
-            )
-            for digest, data, purged_at in self._fetch(
-                self.payloads_engine, statement, params, "reading payloads"
-            ):
-                removal: Removal = purged_at is not None
-                if data is None and digest in erased:
-                    removal = erased[digest]
-                found[digest] = (None if data is None else bytes(data), removal)
+        for digest, data, purged_at in self._by_digest(
+            "SELECT hash, data, purged_at FROM payloads", digests, "reading payloads"
+        ):
+            found[digest] = (None if data is None else bytes(data), purged_at is not None)
+        gone = [digest for digest, (data, _) in found.items() if data is None]
+        if gone and self.has_table(self.payloads_engine, payload_erasures.name):
+            found.update((digest, (None, why)) for digest, why in self._erasures(gone).items())
         return found
 
     def _erasures(self, digests: Sequence[str]) -> dict[str, Erased]:
@@ -271,23 +256,26 @@ class RawLog:
         count = "SELECT count(*) FROM payload_erasures"
         if not self._fetch(self.payloads_engine, count, {}, "reading erasures")[0][0]:
             return {}
-        postgres = self.payloads_engine.dialect.name == "postgresql"
-        columns = "SELECT hash, erased_at, reason, erasure_id FROM payload_erasures WHERE hash"
         found: dict[str, Erased] = {}
+        for digest, when, reason, erasure_id in self._by_digest(
+            "SELECT hash, erased_at, reason, erasure_id FROM payload_erasures",
+            digests,
+            "reading erasures",
+        ):
+            text = when.isoformat() if isinstance(when, datetime) else str(when)
+            found[digest] = Erased(text, str(reason), str(erasure_id))
+        return found
+
+    def _by_digest(self, query: str, digests: Sequence[str], what: str) -> Iterator[Any]:
+        """The rows of `query WHERE hash` in the digests, _PAYLOAD_CHUNK digests a query."""
+        postgres = self.payloads_engine.dialect.name == "postgresql"
         for start in range(0, len(digests), _PAYLOAD_CHUNK):
             chunk = list(digests[start : start + _PAYLOAD_CHUNK])
             params: Sequence[object] = [chunk] if postgres else chunk
-            statement = (
-                f"{columns} = ANY(%s)"
-                if postgres
-                else f"{columns} IN ({','.join('?' * len(chunk))})"
+            where = "= ANY(%s)" if postgres else f"IN ({','.join('?' * len(chunk))})"
+            yield from self._fetch(
+                self.payloads_engine, f"{query} WHERE hash {where}", params, what
             )
-            for digest, when, reason, erasure_id in self._fetch(
-                self.payloads_engine, statement, params, "reading erasures"
-            ):
-                text = when.isoformat() if isinstance(when, datetime) else str(when)
-                found[digest] = Erased(text, str(reason), str(erasure_id))
-        return found
 
     # sealing
 
