@@ -333,15 +333,8 @@ def create_old_landscape(engine: Any) -> None:
     old.create_all(engine)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def file_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-def test_an_older_landscape_gains_the_new_columns_when_opened(file_url: str) -> None:
-    with Ledger.open(file_url) as ledger:
+def test_an_older_landscape_gains_the_new_columns_when_opened(shared_url: str) -> None:
+    with Ledger.open(shared_url) as ledger:
         create_old_landscape(ledger.stores.landscape_engine)
         run_id = ledger.begin_run(config={})
         state = ledger.open_state(run_id=run_id, token_id="row-0000", node_id="n", step_index=0)
