@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.tamper import merkle_verify
-from tests.e2e.test_witness_cli import write_key
 from tests.support.cli_runner import run_cli as run
+from tests.support.keys import write_key
 
 ORIGIN = "example.com/erasure"
 REASON = "data subject request 7"
