@@ -19,16 +19,12 @@ from tests.support.keys import write_key
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path}/store"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    record_history(url, HISTORY, seed=1)
-    record_history(url, HISTORY, seed=2, prefix="other")  # a second run stays out of the bundle
-    return url
+@pytest.fixture
+def store(shared_url: str) -> str:
+    record_history(shared_url, HISTORY, seed=1)
+    # a second run stays out of the bundle
+    record_history(shared_url, HISTORY, seed=2, prefix="other")
+    return shared_url
 
 
 def export(url: str, run: str, directory: Path, *extra: str) -> None:
