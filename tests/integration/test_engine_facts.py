@@ -295,6 +295,7 @@ def test_a_run_with_open_work_may_still_fail_or_be_interrupted(ledger: Ledger, e
     ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
     ledger.create_batch(run_id, "n")
     ledger.complete_run(run_id, ending)
+    assert row(ledger, node_states.metadata.tables["runs"], "run_id", run_id).status == ending
 
 
 def test_another_runs_open_work_does_not_hold_a_run_back(ledger: Ledger) -> None:
@@ -303,6 +304,11 @@ def test_another_runs_open_work_does_not_hold_a_run_back(ledger: Ledger) -> None
     done = ledger.begin_run(config={})
     ledger.complete_state(ledger.open_state(run_id=done, token_id="t", node_id="n", step_index=0))
     ledger.complete_run(done)
+    runs = node_states.metadata.tables["runs"]
+    assert (row(ledger, runs, "run_id", done).status, row(ledger, runs, "run_id", busy).status) == (
+        "completed",
+        "running",
+    )
 
 
 # A landscape made before these columns
