@@ -59,6 +59,15 @@ def store_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
+    """A store two ledgers or processes can open at once (a memory store is private to its
+    ledger): an SQLite directory or a fresh PostgreSQL DB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def ledger(store_url: str) -> Iterator[Ledger]:
     with Ledger.open(store_url) as opened:

@@ -16,23 +16,18 @@ from sqlalchemy import text
 
 from auditledger.adapters import Ledger
 from auditledger.adapters.tamper import merkle_verify
-from tests.e2e.test_witness_cli import write_key
 from tests.support.cli_runner import run_cli as run
+from tests.support.keys import write_key
 
 ORIGIN = "example.com/erasure"
 REASON = "data subject request 7"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path}/audit"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
+@pytest.fixture
+def store(shared_url: str) -> str:
     for _ in range(2):  # two runs: the second one's bytes must survive the first one's erasure
-        assert run("demo", "--store", url).returncode == 0
-    return url
+        assert run("demo", "--store", shared_url).returncode == 0
+    return shared_url
 
 
 def first_run(url: str) -> tuple[str, str, str]:

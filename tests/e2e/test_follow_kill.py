@@ -44,11 +44,9 @@ def started(out: Path) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
+@pytest.fixture
+def url(shared_url: str) -> str:
+    return shared_url
 
 
 @pytest.mark.slow

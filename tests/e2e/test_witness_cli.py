@@ -11,31 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from auditledger.adapters.tamper.notes import SignedNote
 from tests.support.cli_runner import run_cli as run
+from tests.support.keys import write_key
 
 ORIGIN = "example.com/audit"
-
-
-def write_key(directory: Path, name: str) -> tuple[Path, Path]:
-    private = ed25519.Ed25519PrivateKey.generate()
-    pem, pub = directory / f"{name}.pem", directory / f"{name}.pub"
-    pem.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return pem, pub
 
 
 def demo_store(directory: Path, runs: int = 1) -> str:

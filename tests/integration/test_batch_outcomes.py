@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from auditledger.adapters import BatchHandle, Ledger, MemberFailure, OpenAIBatchRunner
-from auditledger.adapters.calls.batch_runner import BatchPending, custom_id_for
+from auditledger.adapters.calls.batch_runner import custom_id_for
 from auditledger.adapters.demo.fake_provider import FakeOpenAI
 from auditledger.domain.batch import Batch
 from auditledger.domain.errors import InvalidTransition
 from auditledger.domain.node_state import NodeState
 from auditledger.projections.tables import batches
+from tests.support.batches import settle
 
 TOKENS = ["ticket-0", "ticket-1", "ticket-2"]
 
@@ -50,15 +51,6 @@ def bodies(tokens: list[str]) -> dict[str, dict]:
 def runner_for(ledger: Ledger, base_url: str) -> OpenAIBatchRunner:
     client = openai.OpenAI(api_key="sk-test", base_url=base_url, max_retries=0, timeout=2)
     return OpenAIBatchRunner(ledger, client)
-
-
-def settle(runner: OpenAIBatchRunner, handle: BatchHandle):  # type: ignore[no-untyped-def]
-    for _ in range(5):
-        try:
-            return runner.poll(handle)
-        except BatchPending:
-            continue
-    raise AssertionError("the fake provider never finished")
 
 
 def submitted(ledger: Ledger, fake: FakeOpenAI, base_url: str, fault: str | None):  # type: ignore[no-untyped-def]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -147,14 +146,6 @@ def test_retrying_again_with_the_same_members_returns_the_same_retry_and_writes_
     assert position(ledger) == before
     message = refused(ledger, DuplicateRetry, lambda: ledger.retry_batch(f.batch_id))
     assert f.batch_id in message and retry_id in message
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A store two ledgers can open at once (a memory store is private to its ledger)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 def test_another_ledger_on_the_same_store_meets_the_same_retry(shared_url: str) -> None:

@@ -19,7 +19,6 @@ import multiprocessing
 import threading
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -349,13 +348,6 @@ def in_two_processes(
         process.join(60)
         assert process.exitcode == 0
     return results
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
 
 
 def test_open_state_racing_complete_run_in_processes(shared_url: str) -> None:

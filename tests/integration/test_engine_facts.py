@@ -295,6 +295,7 @@ def test_a_run_with_open_work_may_still_fail_or_be_interrupted(ledger: Ledger, e
     ledger.open_state(run_id=run_id, token_id="t", node_id="n", step_index=0)
     ledger.create_batch(run_id, "n")
     ledger.complete_run(run_id, ending)
+    assert row(ledger, node_states.metadata.tables["runs"], "run_id", run_id).status == ending
 
 
 def test_another_runs_open_work_does_not_hold_a_run_back(ledger: Ledger) -> None:
@@ -303,6 +304,11 @@ def test_another_runs_open_work_does_not_hold_a_run_back(ledger: Ledger) -> None
     done = ledger.begin_run(config={})
     ledger.complete_state(ledger.open_state(run_id=done, token_id="t", node_id="n", step_index=0))
     ledger.complete_run(done)
+    runs = node_states.metadata.tables["runs"]
+    assert (row(ledger, runs, "run_id", done).status, row(ledger, runs, "run_id", busy).status) == (
+        "completed",
+        "running",
+    )
 
 
 # A landscape made before these columns
@@ -333,15 +339,8 @@ def create_old_landscape(engine: Any) -> None:
     old.create_all(engine)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def file_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-def test_an_older_landscape_gains_the_new_columns_when_opened(file_url: str) -> None:
-    with Ledger.open(file_url) as ledger:
+def test_an_older_landscape_gains_the_new_columns_when_opened(shared_url: str) -> None:
+    with Ledger.open(shared_url) as ledger:
         create_old_landscape(ledger.stores.landscape_engine)
         run_id = ledger.begin_run(config={})
         state = ledger.open_state(run_id=run_id, token_id="row-0000", node_id="n", step_index=0)

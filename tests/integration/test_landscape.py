@@ -147,13 +147,6 @@ with Ledger.open(sys.argv[1]) as ledger:
 """
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/ledger"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def test_two_processes_catching_up_at_once_apply_each_event_once(shared_url: str) -> None:
     url = shared_url
     with Ledger.open(url) as ledger:

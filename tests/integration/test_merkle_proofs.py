@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 from uuid import NAMESPACE_URL, uuid5
 
 import pytest
@@ -23,15 +22,10 @@ from tests.support.chain_support import RawStore, Token, record_history
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    store = (
-        f"sqlite:///{tmp_path}/store"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    record_history(store, HISTORY, seed=1)
-    return store
+@pytest.fixture
+def url(shared_url: str) -> str:
+    record_history(shared_url, HISTORY, seed=1)
+    return shared_url
 
 
 def seal(url: str) -> int:

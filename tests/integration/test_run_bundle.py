@@ -14,20 +14,17 @@ from sqlalchemy import text
 from auditledger.adapters import Ledger
 from tests.support.chain_support import Token, record_history
 from tests.support.cli_runner import run_cli
+from tests.support.keys import write_key
 
 HISTORY = [Token((1, 2), "completed", True), Token((3,), "failed", True), Token((), "open", False)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    url = (
-        f"sqlite:///{tmp_path}/store"
-        if request.param == "sqlite"
-        else str(request.getfixturevalue("postgres_url"))
-    )
-    record_history(url, HISTORY, seed=1)
-    record_history(url, HISTORY, seed=2, prefix="other")  # a second run stays out of the bundle
-    return url
+@pytest.fixture
+def store(shared_url: str) -> str:
+    record_history(shared_url, HISTORY, seed=1)
+    # a second run stays out of the bundle
+    record_history(shared_url, HISTORY, seed=2, prefix="other")
+    return shared_url
 
 
 def export(url: str, run: str, directory: Path, *extra: str) -> None:
@@ -158,33 +155,18 @@ def test_a_swapped_payload_is_named(bundle: Path) -> None:
 
 
 def test_an_ed25519_signed_bundle_checks_with_the_public_key(tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
     url = f"sqlite:///{tmp_path}/store"
     record_history(url, HISTORY, seed=3)
     with Ledger.open(url) as ledger:
         ledger.catch_up()
-    private = ed25519.Ed25519PrivateKey.generate()
-    (tmp_path / "private.pem").write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (tmp_path / "public.pem").write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    export(url, run_of(url), tmp_path / "b", "--key-file", str(tmp_path / "private.pem"))
-    code, out = verify(tmp_path / "b", "--key-file", str(tmp_path / "public.pem"))
+    private, public = write_key(tmp_path, "bundle")
+    export(url, run_of(url), tmp_path / "b", "--key-file", str(private))
+    code, out = verify(tmp_path / "b", "--key-file", str(public))
     assert code == 0, out
     assert "signature checked (ed25519)" in out
     refused = run_cli(
         "export", "--run", run_of(url), "--bundle", str(tmp_path / "c"),
-        "--key-file", str(tmp_path / "public.pem"), "--store", url,
+        "--key-file", str(public), "--store", url,
     )  # fmt: skip
     assert refused.returncode == 2
     assert "needs the Ed25519 private key" in refused.stderr

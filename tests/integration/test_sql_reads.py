@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from auditledger.adapters import Ledger, OpenAIBatchRunner
-from auditledger.adapters.calls.batch_runner import BatchHandle, BatchOutcome, BatchPending
 from auditledger.adapters.demo.fake_provider import FakeOpenAI
+from tests.support.batches import settle
 
 DOC = (Path(__file__).parents[2] / "docs" / "projections.md").read_text()
 SECTION = DOC.split("## Reading the landscape with SQL", 1)[1].split("\n## ", 1)[0]
@@ -31,15 +31,6 @@ def test_the_section_shows_each_query_for_both_databases() -> None:
     assert len(titles) == 4
     for title in titles:
         assert {d for d, t, _ in QUERIES if t == title} == {"sqlite", "postgresql"}, title
-
-
-def settle(runner: OpenAIBatchRunner, handle: BatchHandle) -> BatchOutcome:
-    for _ in range(5):
-        try:
-            return runner.poll(handle)
-        except BatchPending:
-            continue
-    raise AssertionError("the fake provider never finished")
 
 
 def a_retried_batch(ledger: Ledger, fake: FakeOpenAI, base_url: str) -> tuple[str, list[str]]:

@@ -1,1 +1,2 @@
-"""Helpers the tests share: reference fold, raw-store access, forged events, the CLI runner."""
+"""Helpers the tests share: reference fold, raw-store access, forged events, the CLI runner,
+key files."""
